@@ -1,0 +1,1 @@
+"""The ``aitbc-plugin`` toolkit: scaffolding and certification of AITBC plugins."""

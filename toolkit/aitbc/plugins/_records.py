@@ -1,0 +1,64 @@
+"""What the manager knows about each plugin, as plain data."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from .base import BasePlugin
+from .discovery import DiscoveredPlugin
+from .status import PluginStatus
+
+
+@dataclass
+class PluginRecord:
+    """One plugin's state in a manager: its instance (while loaded) and its history."""
+
+    name: str
+    found: DiscoveredPlugin
+    plugin: BasePlugin | None = None
+    # The status to report while there is no instance: UNLOADED, or ERROR when the
+    # plugin could not even be constructed.
+    absent_status: PluginStatus = PluginStatus.UNLOADED
+    error: str | None = None
+    error_count: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    health: dict[str, Any] | None = None
+    dependencies: dict[str, SpecifierSet] = field(default_factory=dict)
+    temp_dir: str | None = None
+
+    @property
+    def status(self) -> PluginStatus:
+        return self.plugin.status if self.plugin is not None else self.absent_status
+
+    def set_dependencies(self, requirements: list[Requirement]) -> None:
+        merged: dict[str, SpecifierSet] = {}
+        for req in requirements:
+            merged[req.name] = merged.get(req.name, SpecifierSet()) & req.specifier
+        self.dependencies = merged
+
+    def release(self) -> None:
+        """Forget the instance and remove its temporary directory."""
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.temp_dir = None
+        self.plugin = None
+        self.absent_status = PluginStatus.UNLOADED
+
+    def describe(self) -> dict[str, Any]:
+        plugin = self.plugin
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "version": plugin.metadata.version if plugin is not None else self.found.version,
+            "source": self.found.source,
+            "location": self.found.location,
+            "health": self.health,
+            "timings": dict(self.timings),
+            "error_count": self.error_count + (plugin.error_count if plugin is not None else 0),
+            "last_error": self.error,
+        }

@@ -1,0 +1,234 @@
+"""Finding plugins without importing them, and importing them when asked.
+
+Two sources, as the spec's Local Discovery and the packaging ecosystem give them:
+directories under ``plugin_paths`` in the spec's layout, and installed
+distributions exposing entry points in the group ``aitbc.plugins``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from importlib import metadata as importlib_metadata
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from .base import BasePlugin
+from .errors import PluginLoadError
+
+ENTRY_POINT_GROUP = "aitbc.plugins"
+Source = Literal["directory", "entry_point"]
+
+
+@dataclass(frozen=True)
+class DiscoveredPlugin:
+    """A plugin that can be loaded: plain data, found without running its code."""
+
+    name: str
+    version: str | None
+    source: Source
+    location: str  # the plugin's directory, or the entry point's "module:Class"
+    distribution: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- directory plugins --------------------------------------------------------------------
+def _literal_metadata(plugin_py: Path) -> dict[str, str]:
+    """``name=`` and ``version=`` of the first literal ``PluginMetadata(...)`` call."""
+    try:
+        tree = ast.parse(plugin_py.read_bytes(), filename=str(plugin_py))
+    except (SyntaxError, ValueError, OSError):
+        return {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        if called != "PluginMetadata":
+            continue
+        found = {
+            kw.arg: kw.value.value
+            for kw in node.keywords
+            if kw.arg in ("name", "version")
+            and isinstance(kw.value, ast.Constant)
+            and isinstance(kw.value.value, str)
+        }
+        if found:
+            return found
+    return {}
+
+
+def discover_directory(path: Path) -> list[DiscoveredPlugin]:
+    """Every ``<path>/<dir>/plugin.py`` as a plugin, named by its literal metadata."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        return []
+    found = []
+    for child in sorted(root.iterdir()):
+        plugin_py = child / "plugin.py"
+        if child.name.startswith((".", "_")) or not plugin_py.is_file():
+            continue
+        literal = _literal_metadata(plugin_py)
+        found.append(
+            DiscoveredPlugin(
+                name=literal.get("name", child.name),
+                version=literal.get("version"),
+                source="directory",
+                location=str(child.resolve()),
+            )
+        )
+    return found
+
+
+# -- entry points -------------------------------------------------------------------------
+_ep_cache_lock = threading.Lock()
+_ep_cache: tuple[tuple[Any, ...], tuple[DiscoveredPlugin, ...]] | None = None
+
+
+def _installation_fingerprint() -> tuple[Any, ...]:
+    """Changes whenever a distribution is installed or removed on ``sys.path``.
+
+    Installing or removing one adds or deletes a ``*.dist-info`` (or ``.pth``)
+    entry in a path directory, which changes that directory's mtime.
+    """
+    stamps: list[Any] = []
+    for entry in sys.path:
+        try:
+            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))  # noqa: PTH116 - hot path
+        except OSError:
+            stamps.append((entry, None))
+    return tuple(stamps)
+
+
+def discover_entry_points(*, use_cache: bool = True) -> list[DiscoveredPlugin]:
+    """Installed plugins, from distribution metadata only (no plugin code is imported)."""
+    global _ep_cache
+    fingerprint = _installation_fingerprint()
+    with _ep_cache_lock:
+        if use_cache and _ep_cache is not None and _ep_cache[0] == fingerprint:
+            return list(_ep_cache[1])
+    plugins = []
+    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        plugins.append(
+            DiscoveredPlugin(
+                name=ep.name,
+                version=dist.version if dist is not None else None,
+                source="entry_point",
+                location=ep.value,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+            )
+        )
+    with _ep_cache_lock:
+        _ep_cache = (fingerprint, tuple(plugins))
+    return plugins
+
+
+def discover(plugin_paths: tuple[Path, ...] | list[Path]) -> list[DiscoveredPlugin]:
+    """Directory plugins (in ``plugin_paths`` order), then entry-point plugins."""
+    found: list[DiscoveredPlugin] = []
+    for path in plugin_paths:
+        found.extend(discover_directory(path))
+    found.extend(discover_entry_points())
+    return found
+
+
+# -- importing ----------------------------------------------------------------------------
+_import_lock = threading.Lock()
+
+
+def module_name_for(directory: Path) -> str:
+    """The import name of a plugin directory: its name with '-' as '_', made an identifier."""
+    name = re.sub(r"\W", "_", directory.name.replace("-", "_"))
+    return name if name.isidentifier() and not name[0].isdigit() else f"_{name}"
+
+
+def _import_directory_package(directory: Path) -> ModuleType:
+    """Import ``directory`` as a package (its own absolute and relative imports work)."""
+    package = module_name_for(directory)
+    with _import_lock:
+        existing = sys.modules.get(package)
+        if existing is not None:
+            if [str(directory)] == list(getattr(existing, "__path__", [])):
+                return importlib.import_module(f"{package}.plugin")
+            raise PluginLoadError(
+                f"cannot import {directory} as {package!r}: that module name is already "
+                f"taken by {getattr(existing, '__file__', None) or existing!r}"
+            )
+        init = directory / "__init__.py"
+        spec: ModuleSpec | None
+        if init.is_file():
+            spec = importlib.util.spec_from_file_location(
+                package, init, submodule_search_locations=[str(directory)]
+            )
+        else:  # a directory without __init__.py imports like a namespace package
+            spec = ModuleSpec(package, None, is_package=True)
+            spec.submodule_search_locations = [str(directory)]
+        if spec is None:  # pragma: no cover - only for non-file loaders
+            raise PluginLoadError(f"cannot import {directory}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        try:
+            if spec.loader is not None:
+                spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(package, None)
+            raise
+    return importlib.import_module(f"{package}.plugin")
+
+
+def _single_plugin_class(module: ModuleType, where: str) -> type[BasePlugin]:
+    candidates = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, BasePlugin)
+        and obj.__module__ == module.__name__
+        and not inspect.isabstract(obj)
+    ]
+    if len(candidates) != 1:
+        names = ", ".join(sorted(c.__name__ for c in candidates)) or "none"
+        raise PluginLoadError(
+            f"{where} must define exactly one concrete BasePlugin subclass (found: {names})"
+        )
+    return candidates[0]
+
+
+def load_plugin_class(found: DiscoveredPlugin) -> type[Any]:
+    """Import the plugin's code and return its class.  Runs plugin code: call off the loop."""
+    try:
+        if found.source == "directory":
+            directory = Path(found.location)
+            module = _import_directory_package(directory)
+            return _single_plugin_class(module, str(directory / "plugin.py"))
+        module_name, _, attr = found.location.partition(":")
+        obj: Any = importlib.import_module(module_name.strip())
+        for part in attr.strip().split(".") if attr else []:
+            obj = getattr(obj, part)
+    except PluginLoadError:
+        raise
+    except Exception as exc:
+        raise PluginLoadError(
+            f"importing {found.location} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not inspect.isclass(obj):
+        raise PluginLoadError(f"entry point {found.location} is not a class")
+    return obj
+
+
+def is_module_imported(found: DiscoveredPlugin) -> bool:
+    """True when importing the plugin would run no new code (its module is loaded)."""
+    if found.source == "directory":
+        return f"{module_name_for(Path(found.location))}.plugin" in sys.modules
+    return found.location.partition(":")[0].strip() in sys.modules

@@ -1,0 +1,122 @@
+"""The event bus a plugin receives in its context.
+
+Delivery is concurrent and bounded: one handler's exception or slowness never
+stops the others, and ``publish`` returns within ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._timeouts import run_with_timeout
+
+EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+
+_log = logging.getLogger("aitbc.plugins.events")
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """A handler that raised or overran the timeout while receiving an event."""
+
+    receiver: str
+    event_type: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    event_type: str
+    handler: EventHandler
+    name: str
+
+
+async def _call(handler: EventHandler, event_type: str, data: dict[str, Any]) -> None:
+    result = handler(event_type, data)
+    if inspect.isawaitable(result):
+        await result
+
+
+async def deliver(
+    receivers: Iterable[tuple[str, EventHandler]],
+    event_type: str,
+    data: dict[str, Any],
+    timeout: float | None,
+) -> list[DeliveryFailure]:
+    """Call every receiver concurrently; return the ones that failed, never raise."""
+    pairs = list(receivers)
+    if not pairs:
+        return []
+
+    async def one(name: str, handler: EventHandler) -> DeliveryFailure | None:
+        try:
+            await run_with_timeout(_call(handler, event_type, data), timeout)
+        except asyncio.TimeoutError:
+            return DeliveryFailure(name, event_type, f"timed out after {timeout}s")
+        except Exception as exc:
+            return DeliveryFailure(name, event_type, f"{type(exc).__name__}: {exc}")
+        return None
+
+    results = await asyncio.gather(*(one(n, h) for n, h in pairs))
+    return [r for r in results if r is not None]
+
+
+class EventBus:
+    """Publish/subscribe between a host and its plugins.
+
+    A standalone bus (as :class:`~aitbc.plugins.testing.PluginTestCase` gives a
+    plugin) delivers to its subscribers and keeps every published event in
+    ``published`` so tests can assert on it.  A :class:`PluginManager` gives each
+    plugin a bus that also delivers to the other active plugins' ``handle_event``.
+    """
+
+    def __init__(self, *, timeout: float | None = 30.0) -> None:
+        self.timeout = timeout
+        self.published: list[tuple[str, dict[str, Any]]] = []
+        self.failures: list[DeliveryFailure] = []
+        self._subscriptions: list[_Subscription] = []
+
+    def subscribe(
+        self, event_type: str, handler: EventHandler, *, name: str | None = None
+    ) -> Callable[[], None]:
+        """Call ``handler(event_type, data)`` for each event of that type (``"*"``: all).
+
+        Returns a function that removes the subscription.
+        """
+        sub = _Subscription(event_type, handler, name or str(getattr(handler, "__qualname__", "?")))
+        self._subscriptions.append(sub)
+
+        def unsubscribe() -> None:
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+
+        return unsubscribe
+
+    def subscribers_for(self, event_type: str) -> list[tuple[str, EventHandler]]:
+        return [
+            (s.name, s.handler) for s in self._subscriptions if s.event_type in ("*", event_type)
+        ]
+
+    async def publish(self, event_type: str, data: dict[str, Any] | None = None) -> None:
+        """Deliver an event to every subscriber, concurrently; failures are logged, not raised."""
+        payload = dict(data or {})
+        self.published.append((event_type, payload))
+        failures = await deliver(
+            self.subscribers_for(event_type), event_type, payload, self.timeout
+        )
+        self._record(failures)
+
+    def _record(self, failures: list[DeliveryFailure]) -> None:
+        for failure in failures:
+            _log.warning(
+                "event %s: handler %s failed: %s",
+                failure.event_type,
+                failure.receiver,
+                failure.reason,
+            )
+        self.failures.extend(failures)

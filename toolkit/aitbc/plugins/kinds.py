@@ -1,0 +1,60 @@
+"""The spec's specialized plugin interfaces: CLI, blockchain and AI/ML plugins."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+from click import Group
+
+from .base import BasePlugin
+
+
+class CLIPlugin(BasePlugin):
+    """Interface for CLI command plugins"""
+
+    @abstractmethod
+    def get_commands(self) -> list[Group]:
+        """Return CLI command groups"""
+
+    @abstractmethod
+    def get_command_help(self) -> str:
+        """Return help text for commands"""
+
+
+class BlockchainPlugin(BasePlugin):
+    """Interface for blockchain integration plugins"""
+
+    @abstractmethod
+    async def connect(self, config: dict[str, Any]) -> bool:
+        """Connect to blockchain network"""
+
+    @abstractmethod
+    async def get_balance(self, address: str) -> dict[str, Any]:
+        """Get account balance"""
+
+    @abstractmethod
+    async def send_transaction(self, tx_data: dict[str, Any]) -> str:
+        """Send transaction and return hash"""
+
+    @abstractmethod
+    async def get_contract_events(
+        self, contract_address: str, event_name: str, from_block: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Get contract events"""
+
+
+class AIPlugin(BasePlugin):
+    """Interface for AI/ML plugins"""
+
+    @abstractmethod
+    async def predict(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        """Make prediction using AI model"""
+
+    @abstractmethod
+    async def train(self, training_data: list[dict[str, Any]]) -> bool:
+        """Train AI model"""
+
+    @abstractmethod
+    def get_model_info(self) -> dict[str, Any]:
+        """Get model information"""
