@@ -11,7 +11,12 @@ from packaging.specifiers import SpecifierSet
 
 from .base import BasePlugin
 from .discovery import DiscoveredPlugin
+from .errors import PluginError
 from .status import PluginStatus
+
+
+class StepFailed(PluginError):
+    """A lifecycle step failed; the plugin's record already holds the reason."""
 
 
 @dataclass

@@ -25,6 +25,12 @@ DEFAULT_HEALTH_CHECK_INTERVAL = 60.0
 _ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def default_data_dir() -> Path:
+    """Where plugins' data directories live unless the config says ``data_dir``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aitbc" / "plugins"
+
+
 def load_schema(name: str) -> dict[str, Any]:
     """A JSON Schema shipped in ``aitbc/plugins/schemas``."""
     text = resources.files("aitbc.plugins").joinpath("schemas").joinpath(name).read_text("utf-8")
@@ -137,6 +143,7 @@ class ManagerConfig:
         document = {} if document is None else document
         if not isinstance(document, Mapping):
             raise ConfigError(f"expected a mapping, got {type(document).__name__}")
+        _require_string_keys(document, "config")
         validate_document(dict(document), load_schema("manager_config.schema.json"), "config")
         env = os.environ if environ is None else environ
         base = base_dir or Path.cwd()
@@ -206,6 +213,18 @@ class ManagerConfig:
         env = os.environ if environ is None else environ
         expanded: dict[str, Any] = expand_environment(raw, env, f"plugins.{name}.config", redactor)
         return expanded
+
+
+def _require_string_keys(value: Any, where: str) -> None:
+    """YAML allows any key type; JSON Schema (and this config) only strings."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"key {key!r} is not a string", where)
+            _require_string_keys(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _require_string_keys(item, f"{where}[{index}]")
 
 
 def parse_yaml(text: str, source: str = "<string>") -> Any:

@@ -120,3 +120,28 @@ class EventBus:
                 failure.reason,
             )
         self.failures.extend(failures)
+
+
+Dispatch = Callable[[str, dict[str, Any], "str | None"], Awaitable[None]]
+
+
+class PluginEventBus(EventBus):
+    """The bus in a managed plugin's context: ``publish`` goes through the manager's
+    dispatch (the host's subscribers and every *other* active plugin's ``handle_event``);
+    ``subscribe`` subscribes on the host's bus."""
+
+    def __init__(self, host_bus: EventBus, dispatch: Dispatch, plugin_name: str) -> None:
+        super().__init__(timeout=host_bus.timeout)
+        self._host_bus = host_bus
+        self._dispatch = dispatch
+        self.plugin_name = plugin_name
+
+    def subscribe(
+        self, event_type: str, handler: EventHandler, *, name: str | None = None
+    ) -> Callable[[], None]:
+        return self._host_bus.subscribe(event_type, handler, name=name or self.plugin_name)
+
+    async def publish(self, event_type: str, data: dict[str, Any] | None = None) -> None:
+        payload = dict(data or {})
+        self.published.append((event_type, payload))
+        await self._dispatch(event_type, payload, self.plugin_name)

@@ -6,69 +6,35 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._graph import find_cycle, priority_groups
-from ._records import PluginRecord
+from ._bulk import auto_load, shutdown_all
+from ._loading import instantiate
+from ._records import PluginRecord, StepFailed
 from ._timeouts import run_with_timeout
 from .base import BasePlugin
-from .config import DEFAULT_PRIORITY, ManagerConfig, validate_document
-from .context import PluginContext
+from .config import ManagerConfig
 from .discovery import (
     DiscoveredPlugin,
     discover,
-    is_module_imported,
-    load_plugin_class,
 )
 from .errors import (
-    ConfigError,
     DependencyError,
     IllegalTransitionError,
-    MetadataError,
     PluginError,
     PluginLoadError,
     PluginNotFoundError,
 )
 from .events import EventBus, EventHandler, deliver
-from .legacy import LegacyPluginAdapter, looks_like_legacy_plugin
-from .metadata import parse_dependency
 from .registry import PluginRegistry
 from .secrets import RedactingFilter, Redactor
 from .status import PluginStatus
 
 _S = PluginStatus
 _LOADED_STATES = frozenset({_S.LOADED, _S.ACTIVE, _S.INACTIVE})
-
-
-class _StepFailed(PluginError):
-    """A lifecycle step failed; the plugin's record already holds the reason."""
-
-
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "aitbc" / "plugins"
-
-
-class PluginEventBus(EventBus):
-    """The bus in a managed plugin's context: ``publish`` reaches the host's subscribers
-    and every other active plugin's ``handle_event``."""
-
-    def __init__(self, manager: PluginManager, plugin_name: str) -> None:
-        super().__init__(timeout=manager.settings.lifecycle_timeout)
-        self._manager = manager
-        self.plugin_name = plugin_name
-
-    def subscribe(self, event_type: str, handler: Any, *, name: str | None = None) -> Any:
-        return self._manager.event_bus.subscribe(event_type, handler, name=name)
-
-    async def publish(self, event_type: str, data: dict[str, Any] | None = None) -> None:
-        self.published.append((event_type, dict(data or {})))
-        await self._manager._dispatch(event_type, dict(data or {}), source=self.plugin_name)
 
 
 class PluginManager:
@@ -194,7 +160,7 @@ class PluginManager:
         """Load and start the enabled plugins (``auto_load``), then run health checks."""
         if self.settings.auto_load:
             async with self._lock():
-                await self._auto_load()
+                await auto_load(self)
         if self._health_task is None:
             self._health_task = asyncio.create_task(self._health_loop())
 
@@ -205,7 +171,7 @@ class PluginManager:
             await asyncio.gather(self._health_task, return_exceptions=True)
             self._health_task = None
         async with self._lock():
-            await self._shutdown_all()
+            await shutdown_all(self)
 
     async def __aenter__(self) -> PluginManager:
         await self.startup()
@@ -257,88 +223,9 @@ class PluginManager:
         self.log.warning("plugin %s: %s", record.name, reason)
 
     # -- internals: one plugin -----------------------------------------------------------
-    async def _import(self, found: DiscoveredPlugin) -> type[Any]:
-        if is_module_imported(found):
-            return load_plugin_class(found)
-        # Plugin imports run off the loop: a slow import never delays other plugins' events.
-        loop = asyncio.get_running_loop()
-        return await run_with_timeout(
-            loop.run_in_executor(None, load_plugin_class, found), self.settings.lifecycle_timeout
-        )
-
     async def _instantiate(self, record: PluginRecord) -> None:
         """Import, construct and validate; the plugin ends LOADING (or the record ERROR)."""
-        name = record.name
-        settings = self.settings.plugins.get(name)
-        started = time.perf_counter()
-        try:
-            if settings is not None and not settings.enabled:
-                raise PluginLoadError(f"{name} is disabled in the configuration (enabled: false)")
-            try:
-                cls = await self._import(record.found)
-            except asyncio.TimeoutError:
-                raise PluginLoadError(
-                    f"importing {record.found.location} took longer than "
-                    f"{self.settings.lifecycle_timeout:g}s"
-                ) from None
-            config = self.settings.plugin_config(name, self._redactor, self._environ)
-            record.plugin = self._construct(cls, name, config, record)
-            plugin = record.plugin
-            if plugin.metadata.name != name:
-                raise PluginLoadError(
-                    f"{record.found.location} calls itself {plugin.metadata.name!r}, not {name!r}"
-                )
-            incompatible = plugin.metadata.incompatibility()
-            if incompatible:
-                raise PluginLoadError(f"{name} {plugin.metadata.version} {incompatible}")
-            schema = plugin.get_config_schema()
-            if schema:
-                validate_document(config, schema, f"plugins.{name}.config", self._redactor)
-            deps = [parse_dependency(d) for d in plugin.metadata.dependencies]
-            if settings is not None:
-                deps += [parse_dependency(d) for d in settings.dependencies]
-            record.set_dependencies(deps)
-            plugin.status = _S.LOADING
-        except (PluginError, ConfigError) as exc:
-            self._discard(record)
-            self._fail(record, str(exc))
-            raise
-        except Exception as exc:
-            self._discard(record)
-            reason = f"loading {name} failed: {type(exc).__name__}: {exc}"
-            self._fail(record, reason)
-            raise PluginLoadError(reason) from exc
-        finally:
-            record.timings["load"] = time.perf_counter() - started
-        self.plugins[name] = record.plugin
-
-    def _construct(
-        self, cls: type[Any], name: str, config: dict[str, Any], record: PluginRecord
-    ) -> BasePlugin:
-        data_root = self.settings.data_dir or default_data_dir()
-        data_dir = data_root / name
-        data_dir.mkdir(parents=True, exist_ok=True)
-        record.temp_dir = tempfile.mkdtemp(prefix=f"aitbc-{name}-")
-        context = PluginContext(
-            config=config,
-            data_dir=str(data_dir),
-            temp_dir=record.temp_dir,
-            logger=self._logger(f"aitbc.plugins.plugin.{name}"),
-            event_bus=PluginEventBus(self, name),
-            api_client=self.api_client,
-        )
-        if isinstance(cls, type) and issubclass(cls, BasePlugin):
-            try:
-                return cls(context)
-            except MetadataError:
-                raise
-            except Exception as exc:
-                raise PluginLoadError(
-                    f"constructing {cls.__name__} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-        if looks_like_legacy_plugin(cls):
-            return LegacyPluginAdapter(cls(), context)
-        raise PluginLoadError(f"{record.found.location} is not a BasePlugin subclass")
+        await instantiate(self, record)
 
     def _discard(self, record: PluginRecord) -> None:
         if record.plugin is not None:
@@ -372,7 +259,7 @@ class PluginManager:
             record.timings[step] = time.perf_counter() - started
         if reason is not None:
             self._fail(record, f"{record.name}: {reason}")
-            raise _StepFailed(f"{record.name}: {reason}")
+            raise StepFailed(f"{record.name}: {reason}")
         record.error = None
 
     def _requirement_problem(self, record: PluginRecord, dep: str) -> str | None:
@@ -453,118 +340,13 @@ class PluginManager:
         """Stop if active, then clean up; release the instance only when cleanup worked."""
         if record.status is _S.ACTIVE:
             # A failed stop leaves ERROR, and ERROR -> UNLOADING is legal: clean up anyway.
-            with contextlib.suppress(_StepFailed):
+            with contextlib.suppress(StepFailed):
                 await self._step(record, "stop")
         if record.status is _S.LOADING:
             self._discard(record)
             return
         await self._step(record, "cleanup")
         self._discard(record)
-
-    # -- internals: many plugins ---------------------------------------------------------
-    async def _auto_load(self) -> None:
-        wanted = [name for name, s in self.settings.plugins.items() if s.enabled]
-        attempted: set[str] = set()
-        pending = list(wanted)
-        # Phase 1: import and construct every plugin needed, concurrently.
-        while pending:
-            attempted.update(pending)
-            await asyncio.gather(*(self._try_instantiate(name) for name in pending))
-            pending = sorted(
-                {
-                    dep
-                    for name in pending
-                    if (record := self._records.get(name)) and record.plugin is not None
-                    for dep in record.dependencies
-                }
-                - attempted
-            )
-        ready = {
-            name: record
-            for name in attempted
-            if (record := self._records.get(name)) is not None and record.status is _S.LOADING
-        }
-        # Phase 2: cycles fail every plugin on them, with the chain named.
-        graph = {name: set(r.dependencies) for name, r in ready.items()}
-        while (cycle := find_cycle(graph)) is not None:
-            for name in cycle[:-1]:
-                self._fail(ready[name], f"dependency cycle: {' -> '.join(cycle)}")
-                graph.pop(name, None)
-        # Phase 3: initialize and start, by priority, dependencies first, concurrently.
-        priority = {
-            name: self.settings.plugins[name].priority
-            if name in self.settings.plugins
-            else DEFAULT_PRIORITY
-            for name in graph
-        }
-        done: dict[str, asyncio.Task[bool]] = {}
-        for group in priority_groups(graph, priority):
-            for name in group:
-                waits = [done[d] for d in graph[name] if d in done]
-                done[name] = asyncio.create_task(self._bring_up(ready[name], waits))
-            await asyncio.gather(*(done[name] for name in group))
-
-    async def _try_instantiate(self, name: str) -> None:
-        try:
-            record = self._record(name)
-        except PluginNotFoundError as exc:
-            self._errors[name] = str(exc)
-            self.log.warning("plugin %s: %s", name, exc)
-            return
-        if record.status is not _S.UNLOADED:
-            return
-        with contextlib.suppress(PluginError):  # the record keeps the reason
-            await self._instantiate(record)
-
-    async def _bring_up(self, record: PluginRecord, waits: list[asyncio.Task[bool]]) -> bool:
-        if waits:
-            await asyncio.gather(*waits)
-        try:
-            for dep in record.dependencies:
-                dep_record = self._records.get(dep)
-                if dep_record is None or dep_record.status is not _S.ACTIVE:
-                    why = dep_record.error if dep_record else self._errors.get(dep)
-                    raise DependencyError(
-                        f"dependency {record.name} -> {dep} is not active"
-                        + (f": {why}" if why else "")
-                    )
-                problem = self._requirement_problem(record, dep)
-                if problem:
-                    raise DependencyError(f"{record.name}: {problem}")
-            await self._step(record, "initialize")
-            await self._step(record, "start")
-        except _StepFailed:
-            return False
-        except PluginError as exc:
-            self._fail(record, str(exc))
-            return False
-        return True
-
-    async def _shutdown_all(self) -> None:
-        loaded = {name: r for name, r in self._records.items() if r.plugin is not None}
-        graph = {name: {d for d in r.dependencies if d in loaded} for name, r in loaded.items()}
-        dependents: dict[str, list[str]] = {name: [] for name in loaded}
-        for name, deps in graph.items():
-            for dep in deps:
-                dependents[dep].append(name)
-        priority = {
-            name: self.settings.plugins[name].priority
-            if name in self.settings.plugins
-            else DEFAULT_PRIORITY
-            for name in graph
-        }
-        done: dict[str, asyncio.Task[None]] = {}
-        for group in reversed(priority_groups(graph, priority)):
-            for name in reversed(group):
-                waits = [done[d] for d in dependents[name] if d in done]
-                done[name] = asyncio.create_task(self._tear_down_after(loaded[name], waits))
-            await asyncio.gather(*(done[name] for name in group))
-
-    async def _tear_down_after(self, record: PluginRecord, waits: list[asyncio.Task[None]]) -> None:
-        if waits:
-            await asyncio.gather(*waits)
-        with contextlib.suppress(PluginError):  # kept in the record; the others go on
-            await self._teardown(record)
 
     async def _dispatch(self, event_type: str, data: dict[str, Any], source: str | None) -> None:
         receivers: list[tuple[str, EventHandler]] = [
