@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._timeouts import run_with_timeout
-
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 _log = logging.getLogger("aitbc.plugins.events")
@@ -36,34 +34,45 @@ class _Subscription:
     name: str
 
 
-async def _call(handler: EventHandler, event_type: str, data: dict[str, Any]) -> None:
-    result = handler(event_type, data)
-    if inspect.isawaitable(result):
-        await result
-
-
 async def deliver(
     receivers: Iterable[tuple[str, EventHandler]],
     event_type: str,
     data: dict[str, Any],
     timeout: float | None,
 ) -> list[DeliveryFailure]:
-    """Call every receiver concurrently; return the ones that failed, never raise."""
-    pairs = list(receivers)
-    if not pairs:
-        return []
+    """Call every receiver concurrently; return the ones that failed, never raise.
 
-    async def one(name: str, handler: EventHandler) -> DeliveryFailure | None:
+    All handlers start together, so one deadline for the whole delivery gives each
+    of them ``timeout`` seconds; handlers still running then are cancelled.  (One
+    timer per handler would cost more than the delivery itself for trivial handlers.)
+    """
+    failures: list[DeliveryFailure] = []
+    tasks: dict[asyncio.Future[Any], str] = {}
+    create_task = asyncio.get_running_loop().create_task
+    for name, handler in receivers:
         try:
-            await run_with_timeout(_call(handler, event_type, data), timeout)
-        except asyncio.TimeoutError:
-            return DeliveryFailure(name, event_type, f"timed out after {timeout}s")
+            result = handler(event_type, data)
         except Exception as exc:
-            return DeliveryFailure(name, event_type, f"{type(exc).__name__}: {exc}")
-        return None
-
-    results = await asyncio.gather(*(one(n, h) for n, h in pairs))
-    return [r for r in results if r is not None]
+            failures.append(DeliveryFailure(name, event_type, f"{type(exc).__name__}: {exc}"))
+            continue
+        if asyncio.iscoroutine(result):
+            tasks[create_task(result)] = name
+        elif inspect.isawaitable(result):
+            tasks[asyncio.ensure_future(result)] = name
+    if not tasks:
+        return failures
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+        failures.append(DeliveryFailure(tasks[task], event_type, f"timed out after {timeout}s"))
+    if pending:
+        await asyncio.wait(pending)  # let cancellation finish; no task outlives delivery
+    for task in done:
+        error = task.exception()
+        if error is not None:
+            reason = f"{type(error).__name__}: {error}"
+            failures.append(DeliveryFailure(tasks[task], event_type, reason))
+    return failures
 
 
 class EventBus:
