@@ -35,7 +35,7 @@ def must(*cmd: str | Path, **kwargs: object) -> None:
 
 
 def ensure_env(*requirements: str) -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script must say so, not crash
         sys.exit(f"Python 3.10 or newer is needed, this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)

@@ -1,23 +1,163 @@
-"""The ``aitbc-plugin`` command line.  The only place that prints and picks exit codes."""
+"""The ``aitbc-plugin`` command line.  The only place that prints and picks exit codes:
+0 success, 1 a negative verdict (not certified, update conflicts, update available),
+2 bad usage or input, as one line and never a traceback (``--debug`` keeps tracebacks
+of unexpected errors)."""
 
 from __future__ import annotations
 
+import json
 import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 from aitbc.plugins import __version__
 
+from .errors import ToolkitError
+
+KIND_CHOICES = ("base", "cli", "blockchain", "ai")
+
+
+class Failure(Exception):
+    """Ends a command with ``exit_code`` after printing its message as one line."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aitbc-plugin")
-def cli() -> None:
-    """Create, check and certify AITBC plugins."""
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Create, update and certify AITBC plugins."""
+    ctx.obj = {"debug": debug}
 
 
-def main(argv: list[str] | None = None) -> None:
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice(KIND_CHOICES),
+    default=None,
+    help="The plugin interface to implement (default: base).",
+)
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    help="Where to create the project (default: ./NAME).",
+)
+@click.option("--author", help="Author name.")
+@click.option("--description", help="One-line description.")
+@click.option("--license", "license_", help="SPDX license expression (default: MIT).")
+@click.option("--version", "version_", help="Plugin version (default: 0.1.0).")
+@click.option("--defaults", is_flag=True, help="Never prompt; take defaults for what is not given.")
+@click.option("--template", help="Another copier or cookiecutter template (path or git URL).")
+@click.option("--trust", is_flag=True, help="Allow the template to run its own code.")
+@click.option("--no-git", is_flag=True, help="Do not make the project a git repository.")
+def new(name: str, kind: str | None, output_dir: Path | None, author: str | None,
+        description: str | None, license_: str | None, version_: str | None,
+        defaults: bool, template: str | None, trust: bool, no_git: bool) -> None:  # fmt: skip
+    """Create a plugin project NAME from a template."""
+    from .scaffold import NewRequest, create_project
+
+    answers = {"author": author, "description": description, "license": license_,
+               "version": version_}  # fmt: skip
+    request = NewRequest(
+        name=name,
+        kind=kind or "base",
+        output_dir=output_dir,
+        answers={k: v for k, v in answers.items() if v is not None},
+        template=template,
+        trust=trust,
+        interactive=not defaults and sys.stdin.isatty() and sys.stdout.isatty(),
+        git=not no_git,
+    )
+    result = create_project(request)
+    where = _display_path(result.path)
+    git_note = ", git repository with an initial commit" if result.git_initialized else ""
+    click.echo(f"Created {name} ({request.kind}) in {where}: {len(result.files)} files{git_note}")
+    click.echo(f"Next: cd {where} && pip install -e . && pytest")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path), default=".")
+@click.option("--check", is_flag=True, help="Only say whether an update exists (exit 1 if so).")
+@click.option("--pretend", is_flag=True, help="Classify every file; change nothing.")
+@click.option("--trust", is_flag=True, help="Allow the template to run its own code.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: str) -> None:
+    """Bring the plugin project at PATH up to the current template version."""
+    from .updating import check_for_update, update_project
+
+    if not path.is_dir():
+        raise ToolkitError(f"{path}: no such project directory")
+    result = check_for_update(path) if check else update_project(path, pretend=pretend, trust=trust)
+    if output_format == "json":
+        _emit_json(result.as_dict())
+    elif result.up_to_date:
+        click.echo(f"{_display_path(result.project)} is up to date (template {result.to_version})")
+    elif check:
+        click.echo(f"update available: template {result.from_version} -> {result.to_version}")
+    else:
+        verb = "would update" if pretend else "updated"
+        click.echo(f"{verb} template {result.from_version} -> {result.to_version}")
+        for change in result.changes:
+            click.echo(f"  {change.state:<22} {change.path}")
+    if check and not result.up_to_date:
+        raise click.exceptions.Exit(1)
+    if result.conflicts:
+        if output_format == "json":
+            raise click.exceptions.Exit(1)
+        conflicted = ", ".join(result.conflicts)
+        raise Failure(f"conflicts in {conflicted}; resolve the markers, then commit", 1)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd())) or "."
+    except ValueError:
+        return str(path)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point."""
-    cli.main(args=argv, prog_name="aitbc-plugin", standalone_mode=True)
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="aitbc-plugin", standalone_mode=False)
+    except Failure as exc:
+        click.echo(f"aitbc-plugin: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aitbc-plugin: interrupted; nothing was changed", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:  # usage errors: one line, exit 2
+        hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
+        click.echo(f"aitbc-plugin: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except ToolkitError as exc:
+        click.echo(f"aitbc-plugin: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("aitbc-plugin: interrupted; nothing was changed", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        else:
+            click.echo(f"aitbc-plugin: unexpected error: {type(exc).__name__}: {exc} "
+                       "(run with --debug for the traceback)", err=True)  # fmt: skip
+        sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])
+    main()

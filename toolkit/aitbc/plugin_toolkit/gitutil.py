@@ -1,0 +1,86 @@
+"""The few git operations the toolkit needs, through the git command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import ToolkitError
+
+# Who commits when the user has no git identity configured (the initial commit of `new`).
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "aitbc-plugin",
+    "GIT_AUTHOR_EMAIL": "aitbc-plugin@localhost",
+    "GIT_COMMITTER_NAME": "aitbc-plugin",
+    "GIT_COMMITTER_EMAIL": "aitbc-plugin@localhost",
+}
+CONFLICT_MARKER = re.compile(rb"^(<{7}|>{7})( |$)", re.MULTILINE)
+
+
+def git_executable() -> str:
+    found = shutil.which("git")
+    if found is None:
+        raise ToolkitError("git is not installed; aitbc-plugin needs it for templates and updates")
+    return found
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    merged = {**os.environ, **(env or {})}
+    merged.setdefault("GIT_TERMINAL_PROMPT", "0")
+    result = subprocess.run(
+        [git_executable(), *args], cwd=cwd, capture_output=True, text=True, env=merged
+    )
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise ToolkitError(f"git {args[0]} failed in {cwd}: {detail[-1] if detail else '?'}")
+    return result.stdout
+
+
+def identity_env(cwd: Path) -> dict[str, str]:
+    """The user's identity when configured, else the toolkit's, for commits we make."""
+    env: dict[str, str] = {}
+    for key, config in (("NAME", "user.name"), ("EMAIL", "user.email")):
+        value = subprocess.run(
+            [git_executable(), "config", config], cwd=cwd, capture_output=True, text=True
+        ).stdout.strip()
+        for role in ("AUTHOR", "COMMITTER"):
+            name = f"GIT_{role}_{key}"
+            env[name] = os.environ.get(name) or value or FALLBACK_IDENTITY[name]
+    return env
+
+
+def init_and_commit(project: Path, message: str) -> None:
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--no-verify", "-m", message, env=identity_env(project))
+
+
+def is_work_tree(path: Path) -> bool:
+    result = subprocess.run(
+        [git_executable(), "rev-parse", "--is-inside-work-tree"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0 and result.stdout.strip() == "true"
+
+
+def dirty_files(project: Path) -> list[str]:
+    """Modified, staged and untracked (not ignored) files."""
+    return [line[3:] for line in git(project, "status", "--porcelain").splitlines() if line]
+
+
+def files_with_conflict_markers(project: Path) -> list[str]:
+    tracked = git(project, "ls-files", "-z").split("\0")
+    marked = []
+    for name in filter(None, tracked):
+        path = project / name
+        try:
+            if path.is_file() and CONFLICT_MARKER.search(path.read_bytes()):
+                marked.append(name)
+        except OSError:
+            continue
+    return marked
