@@ -46,9 +46,9 @@ def release(template_dir: Path, bundle: Path, version: str) -> str:
         repo.mkdir()
         git(repo, "init", "--quiet", "--initial-branch", "main")
         if existing:
-            git(repo, "fetch", "--quiet", str(bundle), "refs/heads/main:refs/heads/main",
+            git(repo, "fetch", "--quiet", str(bundle), "refs/heads/main:refs/remotes/bundle/main",
                 "refs/tags/*:refs/tags/*")  # fmt: skip
-            git(repo, "checkout", "--quiet", "main")
+            git(repo, "checkout", "--quiet", "-B", "main", "refs/remotes/bundle/main")
             for child in repo.iterdir():
                 if child.name != ".git":
                     shutil.rmtree(child) if child.is_dir() else child.unlink()

@@ -170,7 +170,7 @@ def _point_answers_at(project: Path, source: str, *, commit: bool) -> None:
     lines = [f"_src_path: {source}" if ln.startswith("_src_path:") else ln for ln in lines]
     answers_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if commit:
-        git(project, "commit", "--quiet", "--no-verify", "-am", "template source for update",
+        git(project, "commit", "--quiet", "--no-verify", "--allow-empty", "-am", "update source",
             env=FALLBACK_IDENTITY)  # fmt: skip
 
 
