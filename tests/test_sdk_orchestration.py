@@ -175,6 +175,7 @@ def test_startup_failure_of_one_never_touches_others(
             for name in ("cyc-a", "cyc-b"):
                 assert "cyc-a -> cyc-b -> cyc-a" in manager.health_report()[name]["last_error"]
             assert "no plugin named 'absent'" in (manager.get_plugin_error("absent") or "")
+            assert "boom" in (manager.get_plugin_error("bad") or "")
 
     run(go())
     assert manager.list_plugins() == []

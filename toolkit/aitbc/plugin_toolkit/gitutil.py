@@ -39,23 +39,17 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def identity_env(cwd: Path) -> dict[str, str]:
-    """The user's identity when configured, else the toolkit's, for commits we make."""
-    env: dict[str, str] = {}
-    for key, config in (("NAME", "user.name"), ("EMAIL", "user.email")):
-        value = subprocess.run(
-            [git_executable(), "config", config], cwd=cwd, capture_output=True, text=True
-        ).stdout.strip()
-        for role in ("AUTHOR", "COMMITTER"):
-            name = f"GIT_{role}_{key}"
-            env[name] = os.environ.get(name) or value or FALLBACK_IDENTITY[name]
-    return env
-
-
 def init_and_commit(project: Path, message: str) -> None:
+    """``git init`` and one commit of everything, as the user when git knows them, else
+    as the toolkit (so a machine without a git identity still gets a clean repository)."""
     git(project, "init", "--quiet")
     git(project, "add", "--all")
-    git(project, "commit", "--quiet", "--no-verify", "-m", message, env=identity_env(project))
+    commit = ("commit", "--quiet", "--no-verify", "-m", message)
+    try:
+        git(project, *commit)
+    except ToolkitError:
+        fallback = {k: os.environ.get(k) or v for k, v in FALLBACK_IDENTITY.items()}
+        git(project, *commit, env=fallback)
 
 
 def is_work_tree(path: Path) -> bool:

@@ -5,30 +5,83 @@ specialised ``CLIPlugin``, ``BlockchainPlugin`` and ``AIPlugin``); hosts run the
 with ``PluginManager``.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .base import BasePlugin
-from .cli import MountResult, mount_cli_plugins
-from .config import ManagerConfig, PluginSettings
-from .context import PluginContext
-from .discovery import ENTRY_POINT_GROUP, DiscoveredPlugin
-from .errors import (
-    ConfigError,
-    DependencyError,
-    IllegalTransitionError,
-    MetadataError,
-    PluginError,
-    PluginLoadError,
-    PluginNotFoundError,
-    RegistryError,
-)
-from .events import EventBus
-from .kinds import AIPlugin, BlockchainPlugin, CLIPlugin
-from .legacy import LegacyPluginAdapter
-from .manager import PluginManager
-from .metadata import AITBC_VERSION, PluginMetadata
-from .registry import PluginRegistry, RegistryEntry
-from .secrets import SecretStr
-from .status import TRANSITIONS, PluginStatus
+
+# Exports load on first use (PEP 562): `import aitbc.plugins` stays cheap for tools
+# that only need a piece of it, and a plugin pays only for what it imports.
+_EXPORTS = {
+    "AIPlugin": ".kinds",
+    "AITBC_VERSION": ".metadata",
+    "BasePlugin": ".base",
+    "BlockchainPlugin": ".kinds",
+    "CLIPlugin": ".kinds",
+    "ConfigError": ".errors",
+    "DependencyError": ".errors",
+    "DiscoveredPlugin": ".discovery",
+    "ENTRY_POINT_GROUP": ".discovery",
+    "EventBus": ".events",
+    "IllegalTransitionError": ".errors",
+    "LegacyPluginAdapter": ".legacy",
+    "ManagerConfig": ".config",
+    "MetadataError": ".errors",
+    "MountResult": ".cli",
+    "PluginContext": ".context",
+    "PluginError": ".errors",
+    "PluginLoadError": ".errors",
+    "PluginManager": ".manager",
+    "PluginMetadata": ".metadata",
+    "PluginNotFoundError": ".errors",
+    "PluginRegistry": ".registry",
+    "PluginSettings": ".config",
+    "PluginStatus": ".status",
+    "RegistryEntry": ".registry",
+    "RegistryError": ".errors",
+    "SecretStr": ".secrets",
+    "TRANSITIONS": ".status",
+    "mount_cli_plugins": ".cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .base import BasePlugin
+    from .cli import MountResult, mount_cli_plugins
+    from .config import ManagerConfig, PluginSettings
+    from .context import PluginContext
+    from .discovery import ENTRY_POINT_GROUP, DiscoveredPlugin
+    from .errors import (
+        ConfigError,
+        DependencyError,
+        IllegalTransitionError,
+        MetadataError,
+        PluginError,
+        PluginLoadError,
+        PluginNotFoundError,
+        RegistryError,
+    )
+    from .events import EventBus
+    from .kinds import AIPlugin, BlockchainPlugin, CLIPlugin
+    from .legacy import LegacyPluginAdapter
+    from .manager import PluginManager
+    from .metadata import AITBC_VERSION, PluginMetadata
+    from .registry import PluginRegistry, RegistryEntry
+    from .secrets import SecretStr
+    from .status import TRANSITIONS, PluginStatus
 
 __all__ = [
     "AITBC_VERSION",

@@ -212,6 +212,7 @@ class PluginManager:
     def _fail(self, record: PluginRecord, reason: str) -> None:
         reason = self._redactor.text(reason)
         record.error = reason
+        self._errors[record.name] = reason
         plugin = record.plugin
         if plugin is None:
             record.error_count += 1
