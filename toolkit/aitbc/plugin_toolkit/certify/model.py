@@ -1,0 +1,98 @@
+"""The certification report: plain, frozen data that every writer reads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class CheckStatus(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"  # the check could not run (tool crashed, timed out, unparsable output)
+    SKIPPED = "skipped"  # not required by the policy, or nothing to check
+    INCOMPLETE = (
+        "incomplete"  # ran, but could not check everything (e.g. an unauditable dependency)
+    )
+
+
+class Severity(str, Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem.  ``file`` is relative to the project root; ``line`` is 1-based."""
+
+    rule: str
+    severity: Severity
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    status: CheckStatus
+    duration_s: float = 0.0
+    findings: tuple[Finding, ...] = ()
+    summary: str = ""  # one line a person reads first
+    cached: bool = False
+    details: dict[str, Any] = field(default_factory=dict)  # check-specific plain data
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "duration_s": round(self.duration_s, 3),
+            "summary": self.summary,
+            "cached": self.cached,
+            "findings": [f.as_dict() for f in self.findings],
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str
+    sha256: str
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CertificationReport:
+    certified: bool
+    plugin: dict[str, Any]  # name, version, kind, module, entry_point, project
+    checks: tuple[CheckResult, ...]
+    artifacts: tuple[Artifact, ...] = ()
+    registry_entry: dict[str, Any] | None = None
+    toolkit: dict[str, Any] = field(default_factory=dict)  # {"version", "tools": {name: ver}}
+    reasons: tuple[str, ...] = ()  # why not certified, one line each
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "certified": self.certified,
+            "plugin": self.plugin,
+            "checks": [c.as_dict() for c in self.checks],
+            "artifacts": [a.as_dict() for a in self.artifacts],
+            "registry_entry": self.registry_entry,
+            "toolkit": self.toolkit,
+            "reasons": list(self.reasons),
+        }
