@@ -15,6 +15,7 @@ import click
 from aitbc.plugins import __version__
 
 from .errors import ToolkitError
+from .fsutil import write_atomic
 
 KIND_CHOICES = ("base", "cli", "blockchain", "ai")
 
@@ -114,6 +115,113 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
             raise click.exceptions.Exit(1)
         conflicted = ", ".join(result.conflicts)
         raise Failure(f"conflicts in {conflicted}; resolve the markers, then commit", 1)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path), default=".")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["text", "json", "junit", "sarif", "markdown"]),
+    help="Report format; repeatable (default: text).",
+)
+@click.option("--output", type=click.Path(path_type=Path), help="Write the (one) report here.")
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path),
+    help="Write every requested format here, as certification.<ext>.",
+)
+@click.option(
+    "--dist-dir",
+    type=click.Path(path_type=Path),
+    help="Keep the wheel and sdist here, with a SHA256SUMS file.",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    help="A policy TOML file (defaults: checks/policy.toml).",
+)
+@click.option(
+    "--vuln-db",
+    type=click.Path(path_type=Path),
+    help="Audit offline against this directory of OSV records.",
+)
+@click.option(
+    "--allow-incomplete-audit",
+    is_flag=True,
+    help="Certify even when some dependencies could not be audited.",
+)
+@click.option("--no-cache", is_flag=True, help="Run every check; ignore cached results.")
+@click.option(
+    "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Checks run at once."
+)
+def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_dir: Path | None,
+            dist_dir: Path | None, policy_file: Path | None, vuln_db: Path | None,
+            allow_incomplete_audit: bool, no_cache: bool, jobs: int) -> None:  # fmt: skip
+    """Decide whether the plugin project at PATH may enter the registry (exit 0) or not (1)."""
+    from .certify.runner import CertifyOptions
+    from .certify.runner import certify as run_certification
+    from .certify.writers import WRITERS
+
+    chosen = list(dict.fromkeys(formats or ("text",)))
+    if output is not None and len(chosen) != 1:
+        raise click.UsageError("--output takes exactly one --format; use --report-dir for several")
+    if output is None and report_dir is None and len(chosen) > 1:
+        raise click.UsageError("several formats need --report-dir (or one --format with --output)")
+    options = CertifyOptions(
+        project=path, policy_file=policy_file, vuln_db=vuln_db,
+        allow_incomplete_audit=allow_incomplete_audit, use_cache=not no_cache,
+        dist_dir=dist_dir, jobs=jobs,
+    )  # fmt: skip
+    report = run_certification(options, progress=_progress_printer())
+    rendered = {name: _render(WRITERS[name], report) for name in chosen}
+    if output is not None:
+        write_atomic(output, rendered[chosen[0]].encode())
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        for name in chosen:
+            write_atomic(
+                report_dir / f"certification{WRITERS[name].suffix}", rendered[name].encode()
+            )
+    if output is None and report_dir is None:
+        click.echo(rendered[chosen[0]], nl=False)
+    else:
+        click.echo(rendered.get("text") or _render(WRITERS["text"], report), nl=False)
+    if not report.certified:
+        raise click.exceptions.Exit(1)
+
+
+def _render(writer: Any, report: Any) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer.write(report, buffer)
+    return buffer.getvalue()
+
+
+def _progress_printer() -> Any:
+    """Live progress on a terminal (stderr): one line as each check starts and ends."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    colours = {"passed": "green", "failed": "red", "error": "red", "incomplete": "yellow",
+               "skipped": "dim"}  # fmt: skip
+
+    def report(check_id: str, result: Any) -> None:
+        if result is None:
+            console.print(f"[dim]  ... {check_id}[/dim]")
+        else:
+            status = result.status.value
+            cached = " (cached)" if result.cached else ""
+            console.print(f"  [{colours[status]}]{status:<10}[/] {check_id:<10} "
+                          f"{result.duration_s:6.1f}s{cached}  {result.summary}",
+                          markup=True, highlight=False)  # fmt: skip
+
+    return report
 
 
 def _display_path(path: Path) -> str:

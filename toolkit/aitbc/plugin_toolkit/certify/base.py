@@ -54,8 +54,13 @@ class CheckContext:
 
 
 class PluginEnvironment(Protocol):
-    python: Path  # the environment's interpreter
-    site_packages: Path
+    @property
+    def python(self) -> Path:
+        """The environment's interpreter."""
+        ...
+
+    @property
+    def site_packages(self) -> Path: ...
 
 
 class Check(Protocol):

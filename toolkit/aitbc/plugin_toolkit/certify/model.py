@@ -96,3 +96,19 @@ class CertificationReport:
             "toolkit": self.toolkit,
             "reasons": list(self.reasons),
         }
+
+
+def check_result_from_dict(data: dict[str, Any]) -> CheckResult:
+    """The inverse of ``CheckResult.as_dict`` (for the result cache)."""
+    return CheckResult(
+        id=data["id"],
+        status=CheckStatus(data["status"]),
+        duration_s=float(data["duration_s"]),
+        findings=tuple(
+            Finding(f["rule"], Severity(f["severity"]), f["message"], f["file"], f["line"])
+            for f in data["findings"]
+        ),
+        summary=data["summary"],
+        cached=bool(data.get("cached", False)),
+        details=dict(data.get("details", {})),
+    )

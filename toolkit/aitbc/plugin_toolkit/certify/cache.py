@@ -1,0 +1,70 @@
+"""Per-check result cache, keyed by the content of what the check reads plus the
+toolkit and tool versions and the policy.  Lives in the user cache directory
+(XDG_CACHE_HOME is respected); `--no-cache` bypasses it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+from ..fsutil import write_atomic
+from .model import CheckResult, CheckStatus, check_result_from_dict
+
+#: Only verdicts are cached; an error or an incomplete audit may be transient.
+CACHEABLE = frozenset({CheckStatus.PASSED, CheckStatus.FAILED})
+
+
+def cache_root() -> Path:
+    return Path(user_cache_dir("aitbc-plugin"))
+
+
+def fingerprint(paths: list[Path], base: Path) -> str:
+    """Content of files; for a directory, the names, sizes and mtimes of what it holds
+    (a large vulnerability database is cheaper to stat than to read)."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        name = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
+        digest.update(name.encode() + b"\0")
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file():
+                    stat = child.stat()
+                    digest.update(
+                        f"{child.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                    )
+        elif path.is_file():
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        else:
+            digest.update(b"<missing>")
+    return digest.hexdigest()
+
+
+class ResultCache:
+    def __init__(self, root: Path | None, salt: str) -> None:
+        self.root = root / "results" if root else None
+        self.salt = salt  # toolkit and tool versions, policy
+
+    def key(self, check_id: str, inputs: list[Path], base: Path) -> str:
+        return hashlib.sha256(
+            f"{check_id}\0{self.salt}\0{fingerprint(inputs, base)}".encode()
+        ).hexdigest()
+
+    def get(self, key: str) -> CheckResult | None:
+        if self.root is None:
+            return None
+        try:
+            data = json.loads((self.root / f"{key}.json").read_text(encoding="utf-8"))
+            return replace(check_result_from_dict(data), cached=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # absent or damaged: run the check
+
+    def put(self, key: str, result: CheckResult) -> None:
+        if self.root is None or result.status not in CACHEABLE:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.root / f"{key}.json", json.dumps(result.as_dict()).encode())

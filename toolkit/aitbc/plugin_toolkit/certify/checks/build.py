@@ -1,0 +1,134 @@
+"""`build`: wheel and sdist build, the wheel holds the package and nothing stray, its
+metadata is valid and renders, and rebuilding it from the sdist gives the same bytes."""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from pathlib import Path
+
+from aitbc.plugins.registry import sha256_file
+from packaging.metadata import InvalidMetadata, Metadata
+
+from ..base import CheckContext, error_result, result, timed
+from ..building import build_command, build_environment
+from ..model import CheckResult, Finding, Severity
+from ..tools import run_tool
+
+_STRAY_NAMES = {"setup.py", "conftest.py", "setup.cfg", "pyproject.toml", "requirements.txt"}
+
+
+def content_findings(wheel: Path, module: str) -> list[Finding]:
+    findings = []
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        info_dir = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata_text = archive.read(f"{info_dir}/METADATA").decode("utf-8", "replace")
+    if f"{module}/__init__.py" not in names:
+        findings.append(
+            Finding(
+                "build.package-missing",
+                Severity.HIGH,
+                f"the wheel does not contain the package {module}/",
+            )
+        )
+    for name in names:
+        top = name.partition("/")[0]
+        if top in (info_dir, info_dir.replace(".dist-info", ".data")):
+            continue
+        parts = name.split("/")
+        if top != module:
+            findings.append(
+                Finding(
+                    "build.stray-file", Severity.HIGH, f"{name} is outside the package {module}/"
+                )
+            )
+        elif "tests" in parts[1:-1] or parts[-1] in _STRAY_NAMES or parts[-1].startswith("test_"):
+            findings.append(
+                Finding(
+                    "build.tests-in-wheel",
+                    Severity.MEDIUM,
+                    f"{name} is a test or build file shipped in the wheel",
+                )
+            )
+    findings += metadata_findings(metadata_text)
+    return findings
+
+
+def metadata_findings(text: str) -> list[Finding]:
+    try:
+        metadata = Metadata.from_email(text, validate=True)
+    except Exception as exc:  # packaging raises an ExceptionGroup of InvalidMetadata
+        problems = getattr(exc, "exceptions", None) or [exc]
+        return [
+            Finding("build.metadata", Severity.HIGH, f"METADATA: {problem}")
+            for problem in problems
+            if isinstance(problem, (InvalidMetadata, ValueError))
+        ] or [Finding("build.metadata", Severity.HIGH, f"METADATA unreadable: {exc}")]
+    content_type = (metadata.description_content_type or "text/x-rst").split(";")[0].strip()
+    if metadata.description and content_type == "text/x-rst":
+        from readme_renderer.rst import render
+
+        if render(metadata.description) is None:
+            return [
+                Finding(
+                    "build.description",
+                    Severity.MEDIUM,
+                    "the long description is not valid reStructuredText (PyPI would reject it)",
+                )
+            ]
+    return []
+
+
+class BuildCheck:
+    id = "build"
+    title = "Reproducible wheel and sdist with checksums"
+    needs_wheel = True
+
+    def run(self, context: CheckContext) -> CheckResult:
+        with timed() as elapsed:
+            assert context.wheel is not None and context.sdist is not None
+            assert context.plugin is not None
+            findings = content_findings(context.wheel, context.plugin.module)
+            rebuilt, why = self._rebuild_from_sdist(context)
+            if rebuilt is None:
+                return error_result(self.id, elapsed(), f"rebuilding from the sdist failed: {why}")
+            wheel_sha = sha256_file(context.wheel)
+            rebuilt_sha = sha256_file(rebuilt)
+            if rebuilt_sha != wheel_sha:
+                findings.append(
+                    Finding(
+                        "build.not-reproducible",
+                        Severity.HIGH,
+                        f"rebuilding the wheel from the sdist gave sha256 {rebuilt_sha[:16]}..., "
+                        f"not {wheel_sha[:16]}...; the registry checksum could not be verified",
+                    )
+                )
+        summary = (
+            f"wheel and sdist built; the wheel rebuilds byte for byte (sha256 {wheel_sha[:16]}...)"
+            if not findings
+            else f"{len(findings)} build problem(s)"
+        )
+        return result(self.id, findings, elapsed(), summary, wheel_sha256=wheel_sha)
+
+    @staticmethod
+    def _rebuild_from_sdist(context: CheckContext) -> tuple[Path | None, str]:
+        assert context.sdist is not None and context.wheel is not None
+        work = context.scratch / "rebuild"
+        with tarfile.open(context.sdist) as archive:
+            archive.extractall(work / "src", filter="data")
+        roots = [p for p in (work / "src").iterdir() if p.is_dir()]
+        if len(roots) != 1:
+            return None, "the sdist does not hold exactly one source folder"
+        run = run_tool(
+            build_command(roots[0], work / "dist", "--wheel"),
+            timeout=context.policy.tool_timeout_s,
+            env=build_environment(),
+        )
+        rebuilt = work / "dist" / context.wheel.name
+        if run.timed_out or run.returncode != 0 or not rebuilt.is_file():
+            return None, run.tail(3)
+        return rebuilt, ""
+
+    def cache_inputs(self, context: CheckContext) -> list[Path] | None:
+        return [context.sdist, context.wheel] if context.sdist and context.wheel else None

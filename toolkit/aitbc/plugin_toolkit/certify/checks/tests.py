@@ -1,0 +1,117 @@
+"""`tests`: the plugin's own tests pass against the built wheel, installed in the
+isolated environment beside the SDK (not against the source tree)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import defusedxml.ElementTree as ET  # the XML comes from the plugin's own test run
+
+from ..base import CheckContext, error_result, result, timed
+from ..model import CheckResult, CheckStatus, Finding, Severity
+from ..tools import run_tool
+
+
+def read_junit(junit_xml: Path) -> tuple[list[Finding], int]:
+    """Failed tests as findings, and how many tests ran, from pytest's JUnit XML."""
+    root = ET.parse(junit_xml).getroot()
+    if root is None:
+        raise ValueError("empty report")
+    findings = []
+    total = 0
+    for case in root.iter("testcase"):
+        total += 1
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is None:
+            continue
+        line = case.get("line")
+        name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
+        message = (problem.get("message") or problem.tag).splitlines()[0][:300]
+        findings.append(
+            Finding(
+                "tests.failed",
+                Severity.HIGH,
+                f"{name}: {message}",
+                case.get("file"),
+                int(line) + 1 if line and line.isdigit() else None,
+            )
+        )
+    return findings, total
+
+
+class TestsCheck:
+    __test__ = False  # not a pytest test class, whatever its name
+    id = "tests"
+    title = "The plugin's own tests pass against the built wheel"
+    needs_wheel = True
+
+    def run(self, context: CheckContext) -> CheckResult:
+        with timed() as elapsed:
+            tests = context.workdir / "tests"
+            if not tests.is_dir():
+                finding = Finding(
+                    "tests.missing", Severity.HIGH, "the project has no tests/", "tests"
+                )
+                return result(self.id, [finding], elapsed(), "no tests to run")
+            assert context.plugin_environment is not None
+            environment = context.plugin_environment()
+            # Only tests/ is copied: imports must come from the installed wheel.
+            run_dir = context.scratch / "tests-run"
+            shutil.copytree(tests, run_dir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+            report = run_dir / "junit.xml"
+            run = run_tool(
+                [
+                    str(environment.python),
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--rootdir",
+                    str(run_dir),
+                    f"--junitxml={report}",
+                    "-o",
+                    "junit_family=xunit1",
+                    "tests",
+                ],
+                cwd=run_dir,
+                timeout=context.policy.tool_timeout_s,
+                env={"AITBC_CERTIFY": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+            )
+            if run.timed_out:
+                return error_result(
+                    self.id,
+                    elapsed(),
+                    f"pytest took longer than {context.policy.tool_timeout_s:g}s",
+                )
+            if run.returncode == 5:
+                finding = Finding("tests.none", Severity.HIGH, "pytest collected no tests", "tests")
+                return result(self.id, [finding], elapsed(), "no tests collected")
+            if run.returncode not in (0, 1) or not report.is_file():
+                return error_result(self.id, elapsed(), f"pytest could not run: {run.tail(3)}")
+            try:
+                findings, total = read_junit(report)
+            except (ET.ParseError, ValueError) as exc:
+                return error_result(self.id, elapsed(), f"unreadable pytest report: {exc}")
+            if run.returncode == 1 and not findings:
+                return error_result(self.id, elapsed(), f"pytest failed: {run.tail(3)}")
+        summary = (
+            f"{total} test(s) passed against the installed wheel"
+            if not findings
+            else f"{len(findings)} of {total} test(s) failed against the installed wheel"
+        )
+        return result(
+            self.id,
+            findings,
+            elapsed(),
+            summary,
+            status=CheckStatus.FAILED if findings else CheckStatus.PASSED,
+            tests=total,
+        )
+
+    def cache_inputs(self, context: CheckContext) -> list[Path] | None:
+        tests = sorted(p for p in (context.workdir / "tests").rglob("*.py"))
+        return [*tests, *([context.wheel] if context.wheel else [])]

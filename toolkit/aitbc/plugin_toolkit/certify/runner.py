@@ -1,0 +1,236 @@
+"""Runs a certification: copy, build, checks in parallel, one report."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from aitbc.plugins import __version__
+from aitbc.plugins.registry import sha256_file
+
+from ..errors import ToolkitError
+from ..fsutil import write_atomic
+from ..resources import data_dir
+from .base import Check, CheckContext, PluginEnvironment, error_result
+from .building import build_distributions, plugin_info
+from .cache import ResultCache, cache_root
+from .checks import CHECKS
+from .environment import environment_for
+from .model import Artifact, CertificationReport, CheckResult, CheckStatus
+from .policy import Policy, load_policy
+from .registry_entry import registry_entry
+
+TOOLS = ("mypy", "bandit", "pip-audit", "build", "pytest", "uv", "copier")
+_IGNORED = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+)
+ProgressCallback = Callable[[str, CheckResult | None], None]
+
+
+@dataclass(frozen=True)
+class CertifyOptions:
+    project: Path
+    policy_file: Path | None = None
+    vuln_db: Path | None = None
+    allow_incomplete_audit: bool = False
+    use_cache: bool = True
+    dist_dir: Path | None = None
+    jobs: int = 4
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for tool in TOOLS:
+        try:
+            versions[tool] = importlib_metadata.version(tool)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _looks_like_project(path: Path) -> bool:
+    return any((path / name).is_file() for name in ("plugin.py", "setup.py", "pyproject.toml"))
+
+
+def validate_options(options: CertifyOptions) -> Policy:
+    if not options.project.is_dir():
+        raise ToolkitError(f"{options.project}: no such project directory")
+    if not _looks_like_project(options.project):
+        raise ToolkitError(
+            f"{options.project} is not a plugin project (no plugin.py, setup.py or pyproject.toml)"
+        )
+    if options.vuln_db is not None and not options.vuln_db.is_dir():
+        raise ToolkitError(f"--vuln-db {options.vuln_db}: no such directory")
+    return load_policy(data_dir("checks"), options.policy_file)
+
+
+def certify(
+    options: CertifyOptions, progress: ProgressCallback | None = None
+) -> CertificationReport:
+    policy = validate_options(options)
+    tools = tool_versions()
+    root = cache_root()
+    cache = ResultCache(
+        root if options.use_cache else None,
+        f"{__version__}|{sorted(tools.items())}|{policy.fingerprint()}",
+    )
+    with tempfile.TemporaryDirectory(prefix="aitbc-certify-") as run_dir_name:
+        run_dir = Path(run_dir_name)
+        workdir = run_dir / "project"
+        shutil.copytree(options.project, workdir, ignore=_IGNORED, symlinks=True)
+        outcome = build_distributions(workdir, run_dir / "dist", policy.tool_timeout_s)
+        plugin, plugin_problem = plugin_info(outcome.wheel) if outcome.wheel else (None, None)
+        context = CheckContext(
+            project=options.project.resolve(),
+            workdir=workdir,
+            scratch=run_dir / "scratch",
+            policy=policy,
+            wheel=outcome.wheel,
+            sdist=outcome.sdist,
+            build_error=outcome.error,
+            plugin=plugin,
+            vuln_db=options.vuln_db,
+            allow_incomplete_audit=options.allow_incomplete_audit or policy.allow_incomplete_audit,
+            checks_dir=data_dir("checks"),
+        )
+        context.extra["plugin_problem"] = plugin_problem
+        context.plugin_environment = _shared_environment(context, root, options.use_cache)
+        with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+            results = list(pool.map(lambda c: _run_one(c, context, cache, progress), CHECKS))
+        report = _report(context, results, policy, tools)
+        if options.dist_dir is not None and report.artifacts:
+            _write_dist(options.dist_dir, [p for p in (outcome.wheel, outcome.sdist) if p])
+    return report
+
+
+def _shared_environment(
+    context: CheckContext, root: Path, reuse: bool
+) -> Callable[[], PluginEnvironment]:
+    lock = threading.Lock()
+    made: list[PluginEnvironment] = []
+
+    def get() -> PluginEnvironment:
+        with lock:  # created once per run, by whichever check asks first
+            if not made:
+                assert context.wheel is not None
+                made.append(
+                    environment_for(
+                        context.wheel, root, reuse=reuse, timeout=context.policy.tool_timeout_s
+                    )
+                )
+            return made[0]
+
+    return get
+
+
+def _run_one(
+    check: Check, context: CheckContext, cache: ResultCache, progress: ProgressCallback | None
+) -> CheckResult:
+    if progress:
+        progress(check.id, None)
+    outcome = _run_check(check, context, cache)
+    if progress:
+        progress(check.id, outcome)
+    return outcome
+
+
+def _run_check(check: Check, context: CheckContext, cache: ResultCache) -> CheckResult:
+    if check.needs_wheel and (context.wheel is None or context.plugin is None):
+        why = context.build_error or context.extra.get("plugin_problem") or "no wheel"
+        return error_result(check.id, 0.0, f"cannot run without a plugin wheel: {why}")
+    (context.scratch / check.id).mkdir(parents=True, exist_ok=True)
+    scoped = replace(context, scratch=context.scratch / check.id)
+    key = None
+    try:
+        inputs = check.cache_inputs(scoped)
+        if inputs is not None:
+            key = cache.key(check.id, inputs, context.workdir)
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+        outcome = check.run(scoped)
+    except ToolkitError as exc:
+        return error_result(check.id, 0.0, str(exc))
+    except Exception as exc:  # fail closed: a crashing check never reads as a pass
+        return error_result(
+            check.id,
+            0.0,
+            f"the {check.id} check crashed: {type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
+    if key is not None:
+        cache.put(key, outcome)
+    return outcome
+
+
+def _passes(check: CheckResult) -> bool:
+    return check.status is CheckStatus.PASSED or (
+        check.status is CheckStatus.INCOMPLETE and bool(check.details.get("allowed"))
+    )
+
+
+def _report(
+    context: CheckContext, results: list[CheckResult], policy: Policy, tools: dict[str, str]
+) -> CertificationReport:
+    reasons = tuple(
+        f"{r.id} {r.status.value}: {r.summary}"
+        for r in results
+        if r.id in policy.required and not _passes(r)
+    )
+    artifacts = tuple(
+        Artifact(path.name, sha256_file(path), path.stat().st_size)
+        for path in (context.wheel, context.sdist)
+        if path is not None
+    )
+    plugin = context.plugin
+    meta = context.extra.get("plugin_metadata")
+    entry = None
+    if plugin is not None and isinstance(meta, dict) and artifacts:
+        entry = registry_entry(meta, plugin, artifacts[0].sha256)
+    summary: dict[str, Any] = {"project": str(context.project), "policy": policy.source}
+    if plugin is not None:
+        summary.update(
+            name=plugin.name,
+            version=plugin.version,
+            distribution=plugin.distribution,
+            module=plugin.module,
+            entry_point=plugin.entry_point,
+            kind=context.extra.get("plugin_kind"),
+        )
+    return CertificationReport(
+        certified=not reasons,
+        plugin=summary,
+        checks=tuple(results),
+        artifacts=artifacts,
+        registry_entry=entry,
+        toolkit={"version": __version__, "tools": tools},
+        reasons=reasons,
+    )
+
+
+def _write_dist(dist_dir: Path, files: list[Path]) -> None:
+    """The artifacts and a SHA256SUMS file in `sha256sum -c` format, each written atomically."""
+    dist_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for path in files:
+        write_atomic(dist_dir / path.name, path.read_bytes())
+        lines.append(f"{sha256_file(path)}  {path.name}\n")
+    write_atomic(dist_dir / "SHA256SUMS", "".join(lines).encode())
