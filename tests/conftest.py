@@ -177,3 +177,26 @@ def make_venv(path: Path, *requirements: str) -> Path:
 def sdk_venv(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Path:
     """A venv (one per worker) holding the built SDK wheel and pytest."""
     return make_venv(tmp_path_factory.mktemp("sdk-venv"), str(sdk_wheel), "pytest")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The toolkit's user cache (results, environments) lives in the test run, shared by
+    the xdist workers, never in the developer's home."""
+    cache = _shared_dir(tmp_path_factory, "xdg-cache")
+    cache.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
+VULN_DB = REPO.parent / "shared" / "advisory-db"
+FAST_POLICY = """
+[lifecycle]
+step_timeout_s = 3
+total_timeout_s = 30
+"""

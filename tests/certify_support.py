@@ -1,0 +1,66 @@
+"""Helpers for the certification tests: corpus cases made into real projects."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from aitbc.plugin_toolkit.scaffold import NewRequest, create_project
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str
+    fails: str
+    status: str
+    reason: str
+    collateral: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
+    replace: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def folder(self) -> Path:
+        return CORPUS / self.name
+
+
+def load_cases() -> list[Case]:
+    cases = []
+    for case_file in sorted(CORPUS.glob("*/case.toml")):
+        data = tomllib.loads(case_file.read_text(encoding="utf-8"))
+        cases.append(Case(
+            name=case_file.parent.name, kind=data["kind"], fails=data["fails"],
+            status=data["status"], reason=data["reason"],
+            collateral=tuple(data.get("collateral", ())), delete=tuple(data.get("delete", ())),
+            replace=tuple(data.get("replace", ())),
+        ))  # fmt: skip
+    return cases
+
+
+def make_project(name: str, kind: str, where: Path) -> Path:
+    return create_project(NewRequest(name=name, kind=kind, output_dir=where / name, git=False)).path
+
+
+def materialize(case: Case, where: Path) -> Path:
+    """Generate the case's plugin with `new`, then apply the case's changes."""
+    project = make_project(case.name, case.kind, where)
+    for relative in case.delete:
+        (project / relative).unlink()
+    for change in case.replace:
+        target = project / change["file"]
+        text = target.read_text(encoding="utf-8")
+        assert change["old"] in text, f"{case.name}: {change['old']!r} not in {change['file']}"
+        target.write_text(text.replace(change["old"], change["new"]), encoding="utf-8")
+    files = case.folder / "files"
+    if files.is_dir():
+        shutil.copytree(files, project, dirs_exist_ok=True)
+    return project
