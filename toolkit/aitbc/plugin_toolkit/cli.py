@@ -157,9 +157,16 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
 @click.option(
     "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Checks run at once."
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="CHECK",
+    help="Run only this check (repeatable); the verdict covers only those.",
+)
 def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_dir: Path | None,
             dist_dir: Path | None, policy_file: Path | None, vuln_db: Path | None,
-            allow_incomplete_audit: bool, no_cache: bool, jobs: int) -> None:  # fmt: skip
+            allow_incomplete_audit: bool, no_cache: bool, jobs: int,
+            only: tuple[str, ...]) -> None:  # fmt: skip
     """Decide whether the plugin project at PATH may enter the registry (exit 0) or not (1)."""
     from .certify.runner import CertifyOptions
     from .certify.runner import certify as run_certification
@@ -173,7 +180,7 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
     options = CertifyOptions(
         project=path, policy_file=policy_file, vuln_db=vuln_db,
         allow_incomplete_audit=allow_incomplete_audit, use_cache=not no_cache,
-        dist_dir=dist_dir, jobs=jobs,
+        dist_dir=dist_dir, jobs=jobs, only=only,
     )  # fmt: skip
     report = run_certification(options, progress=_progress_printer())
     rendered = {name: _render(WRITERS[name], report) for name in chosen}
