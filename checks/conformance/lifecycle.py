@@ -1,0 +1,137 @@
+"""The conformance steps of the `lifecycle` certification check.
+
+`aitbc-plugin certify` runs this file inside a sandbox worker: a separate process of
+the plugin's own environment (its wheel and the SDK installed), limited in address
+space and CPU time, with a wall-clock limit per step and overall, and with the
+environment variable AITBC_CERTIFY=1 set.  The steps run in the order of STEPS,
+on one event loop, and stop at the first that fails; the check reports that step
+and why (see README.md beside this file).
+
+Standard library and the SDK only: this file runs where your plugin runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from aitbc.plugins import ENTRY_POINT_GROUP, BasePlugin, EventBus, PluginContext, PluginStatus
+from aitbc.plugins.sandbox.resources import settle_and_find_leaks, take_snapshot
+from aitbc.plugins.sandbox.worker import Session, Step
+
+#: The event the handle_event step delivers.
+PING_EVENT = "aitbc.certify.ping"
+PING_DATA: dict[str, Any] = {"sent_by": "aitbc-plugin certify"}
+
+
+def _code_roots(module: str) -> list[str]:
+    """Where the plugin's code lives: its top-level package (or module file)."""
+    spec = importlib.util.find_spec(module.split(".")[0])
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return [str(Path(p).resolve()) for p in spec.submodule_search_locations]
+    return [str(Path(spec.origin).resolve())] if spec.origin else []
+
+
+async def import_plugin(session: Session) -> None:
+    """Load the class through its entry point, as a host that installed the wheel does."""
+    name = session.params["name"]
+    found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if len(found) != 1:
+        where = ", ".join(ep.value for ep in found) or "none"
+        session.fail("import", f"expected one entry point {name!r} in {ENTRY_POINT_GROUP}: {where}")
+    entry_point = found[0]
+    expected = session.params.get("entry_point")
+    if expected and entry_point.value.replace(" ", "") != expected.replace(" ", ""):
+        session.fail("import", f"entry point {name!r} is {entry_point.value!r}, not {expected!r}")
+    session.code_roots = _code_roots(entry_point.module)
+    plugin_class = entry_point.load()
+    if not (isinstance(plugin_class, type) and issubclass(plugin_class, BasePlugin)):
+        session.fail("import", f"{entry_point.value} is not a BasePlugin subclass")
+    session.values["class"] = plugin_class
+
+
+async def construct(session: Session) -> None:
+    """A real context: data and temporary folders, a logger, an event bus; no config."""
+    name = session.params["name"]
+    data_dir, temp_dir = session.workdir / "data" / name, session.workdir / "plugin-tmp" / name
+    data_dir.mkdir(parents=True)
+    temp_dir.mkdir(parents=True)
+    context = PluginContext(
+        config={},
+        data_dir=str(data_dir),
+        temp_dir=str(temp_dir),
+        logger=logging.getLogger(f"aitbc.plugin.{name}"),
+        event_bus=EventBus(timeout=session.limits.step_timeout_s),
+        api_client=None,
+    )
+    plugin = session.values["class"](context)
+    _expect_status(session, plugin, PluginStatus.UNLOADED, "construction")
+    session.values["plugin"] = plugin
+    # What exists now is not the plugin's to clean up; anything new after cleanup is.
+    session.values["before"] = take_snapshot()
+
+
+def _expect_status(session: Session, plugin: Any, expected: PluginStatus, after: str) -> None:
+    status = plugin.status
+    if status is not expected:
+        shown = getattr(status, "value", status)
+        session.fail("status", f"status is {shown!r} after {after}, expected {expected.value!r}")
+
+
+def lifecycle_step(method: str, expected: PluginStatus) -> Step:
+    """Call ``plugin.<method>()``: it must return True and leave ``expected`` status."""
+
+    async def step(session: Session) -> None:
+        plugin = session.values["plugin"]
+        result = await getattr(plugin, method)()
+        if result is not True:
+            session.fail("returned-false", f"returned {result!r}, expected True")
+        _expect_status(session, plugin, expected, method)
+
+    step.__qualname__ = f"lifecycle_step.{method}"
+    return step
+
+
+async def health_check(session: Session) -> None:
+    """A started plugin reports itself active."""
+    health = await session.values["plugin"].health_check()
+    if not isinstance(health, dict):
+        session.fail("health", f"health_check returned {type(health).__name__}, not a dict")
+    if health.get("status") != "active":
+        reported = health.get("status")
+        session.fail("health", f"health_check reported status {reported!r}, expected 'active'")
+
+
+async def handle_event(session: Session) -> None:
+    """An event is delivered (and does not stop the plugin)."""
+    plugin = session.values["plugin"]
+    await plugin.handle_event(PING_EVENT, dict(PING_DATA))
+    _expect_status(session, plugin, PluginStatus.ACTIVE, "handle_event")
+
+
+async def nothing_left(session: Session) -> None:
+    """After cleanup: no thread, asyncio task, file or socket the plugin made remains."""
+    grace = min(1.0, session.limits.step_timeout_s / 4)
+    for problem in await settle_and_find_leaks(session.values["before"], session.code_roots, grace):
+        session.problems.append(problem)
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("import", import_plugin),
+    ("construct", construct),
+    ("initialize", lifecycle_step("initialize", PluginStatus.LOADED)),
+    ("start", lifecycle_step("start", PluginStatus.ACTIVE)),
+    ("health_check", health_check),
+    ("handle_event", handle_event),
+    ("stop", lifecycle_step("stop", PluginStatus.INACTIVE)),
+    # A plugin must survive a restart: hosts stop and start plugins without reloading.
+    ("start again", lifecycle_step("start", PluginStatus.ACTIVE)),
+    ("stop again", lifecycle_step("stop", PluginStatus.INACTIVE)),
+    ("cleanup", lifecycle_step("cleanup", PluginStatus.UNLOADED)),
+    ("after cleanup", nothing_left),
+]

@@ -1,0 +1,106 @@
+"""The lifecycle-no-restart AITBC plugin (base kind).
+
+It is a BasePlugin that runs the plugin lifecycle and counts the events it
+handles.
+
+Its configuration (the host's ``context.config``) is described by
+``config_schema.json`` beside this module: ``get_config_schema()`` returns that
+file, the host validates the configuration against it, and ``settings`` is the
+configuration with the schema's defaults filled in.
+
+Certification corpus case lifecycle-no-restart: start() refuses a second start (after
+stop) under the lifecycle check.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import Counter
+from typing import Any
+
+from aitbc.plugins import BasePlugin, PluginContext, PluginMetadata
+
+
+def under_lifecycle_check() -> bool:
+    """True only inside `aitbc-plugin certify`'s lifecycle check (its sandbox worker
+    sets AITBC_CERTIFY_CHECK=lifecycle): this certification corpus case misbehaves there
+    alone, so that its own tests pass and only that check fails."""
+    return os.environ.get("AITBC_CERTIFY_CHECK") == "lifecycle"
+
+
+class LifecycleNoRestartPlugin(BasePlugin):
+    """Runs the plugin lifecycle and counts the events it handles."""
+
+    def __init__(self, context: PluginContext) -> None:
+        super().__init__(context)
+        self.settings: dict[str, Any] = self.load_settings()
+        self.event_counts: Counter[str] = Counter()
+        self._started_once = False
+
+    def get_metadata(self) -> PluginMetadata:
+        return PluginMetadata(
+            name="lifecycle-no-restart",
+            version="0.1.0",
+            description="An AITBC plugin",
+            author="lifecycle-no-restart authors",
+            license="MIT",
+            keywords=["aitbc", "plugin"],
+            min_aitbc_version="1.0.0",
+            max_aitbc_version="2.0.0",
+        )
+
+    def load_settings(self) -> dict[str, Any]:
+        """The host's configuration over the defaults in ``config_schema.json``."""
+        properties = self.get_config_schema().get("properties", {})
+        settings = {
+            name: copy.deepcopy(option["default"])
+            for name, option in properties.items()
+            if isinstance(option, dict) and "default" in option
+        }
+        settings.update(self.context.config)
+        return settings
+
+    # -- lifecycle: every step returns True on success ---------------------------
+    async def initialize(self) -> bool:
+        self.context.logger.info("Initializing %s", self.metadata.name)
+        self.settings = self.load_settings()
+        self.event_counts.clear()
+        return True
+
+    async def start(self) -> bool:
+        self.context.logger.info("Starting %s", self.metadata.name)
+        if self._started_once and under_lifecycle_check():
+            raise RuntimeError("started once already")  # bad on purpose: no restart
+        self._started_once = True
+        return True
+
+    async def stop(self) -> bool:
+        self.context.logger.info("Stopping %s", self.metadata.name)
+        return True
+
+    async def cleanup(self) -> bool:
+        self.context.logger.info("Cleaning up %s", self.metadata.name)
+        return True
+
+    async def health_check(self) -> dict[str, Any]:
+        health = await super().health_check()
+        health["events_handled"] = self.events_handled
+        return health
+
+    # -- events -------------------------------------------------------------------
+    @property
+    def events_handled(self) -> int:
+        """How many events handle_event counted since initialize."""
+        return sum(self.event_counts.values())
+
+    async def handle_event(self, event_type: str, data: dict[str, Any]) -> None:
+        """Count the event (only the tracked_events, when that list is not empty)."""
+        tracked = self.settings["tracked_events"]
+        if tracked and event_type not in tracked:
+            return
+        self.event_counts[event_type] += 1
+        if self.settings["log_events"]:
+            self.context.logger.info(
+                "%s: event %s with keys %s", self.metadata.name, event_type, sorted(data)
+            )

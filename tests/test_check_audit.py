@@ -1,0 +1,444 @@
+"""The `audit` check: real pip-audit, a real OSV server on loopback, the real advisory-db."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import socket
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aitbc.plugin_toolkit.certify.base import CheckContext, PluginInfo
+from aitbc.plugin_toolkit.certify.checks.audit import AuditCheck
+from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus, Severity
+from aitbc.plugin_toolkit.certify.osv import (
+    OsvRecordError,
+    OsvServer,
+    is_affected,
+    load_index,
+    load_record_file,
+    parse_record,
+)
+from aitbc.plugin_toolkit.certify.policy import load_policy
+from certify_support import Case, load_cases, make_project, materialize
+from conftest import REPO, make_venv, run_checked
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.version import Version
+
+ADVISORY_DB = REPO.parent / "shared" / "advisory-db"
+CASES = [c for c in load_cases() if c.fails == "audit"]
+pytestmark = pytest.mark.integration
+
+
+@dataclasses.dataclass(frozen=True)
+class Env:
+    python: Path
+    site_packages: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    project: Path
+    wheel: Path
+    env: Env
+    plugin: PluginInfo
+
+
+def _build(project: Path, sdk_wheel: Path, where: Path) -> Built:
+    dist = where / "dist"
+    run_checked(
+        [sys.executable, "-m", "uv", "build", "--wheel", "--out-dir", str(dist), str(project)]
+    )
+    (wheel,) = dist.glob("*.whl")
+    python = make_venv(where / "venv", str(sdk_wheel), str(wheel))
+    (site,) = (where / "venv" / "lib").glob("python3*/site-packages")
+    name = project.name
+    module = name.replace("-", "_")
+    cls = "".join(p.title() for p in name.split("-")) + "Plugin"
+    info = PluginInfo(name, "0.1.0", name, module, f"{module}.plugin:{cls}", "base")
+    return Built(project, wheel, Env(python, site), info)
+
+
+def _context(built: Built, tmp_path: Path, **options: object) -> CheckContext:
+    policy = load_policy(REPO / "checks")
+    if "tool_timeout_s" in options:
+        policy = dataclasses.replace(policy, tool_timeout_s=options.pop("tool_timeout_s"))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return CheckContext(
+        project=built.project, workdir=built.project, scratch=scratch, policy=policy,
+        wheel=built.wheel, plugin=built.plugin, checks_dir=REPO / "checks",
+        plugin_environment=lambda: built.env, **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def vulnerable(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Built:
+    """The corpus case: a generated plugin depending on idna 3.6 (PYSEC-2024-60)."""
+    where = tmp_path_factory.mktemp("vulnerable")
+    (case,) = CASES
+    return _build(materialize(case, where / "src"), sdk_wheel, where)
+
+
+@pytest.fixture(scope="module")
+def fixed(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Built:
+    """The same plugin pinned to idna 3.7, the fixed release."""
+    where = tmp_path_factory.mktemp("fixed")
+    project = materialize(CASES[0], where / "src")
+    for name in ("requirements.txt", "pyproject.toml"):
+        path = project / name
+        path.write_text(path.read_text().replace("idna==3.6", "idna==3.7"))
+    return _build(project, sdk_wheel, where)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Built:
+    where = tmp_path_factory.mktemp("plain")
+    return _build(make_project("audit-plain", "base", where / "src"), sdk_wheel, where)
+
+
+@pytest.fixture
+def record_db(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
+    """A vuln db in tmp_path: {relative path: file text}."""
+
+    def make(files: dict[str, str]) -> Path:
+        db = tmp_path / "db"
+        for relative, text in files.items():
+            (db / relative).parent.mkdir(parents=True, exist_ok=True)
+            (db / relative).write_text(text)
+        return db
+
+    return make
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections (the kernel does) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1/query"
+
+
+def _json_record(rid: str, package: str, fixed: str, **extra: object) -> str:
+    events = [{"introduced": "0"}, {"fixed": fixed}]
+    affected = [{"package": {"name": package, "ecosystem": "PyPI"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": events}]}]  # fmt: skip
+    return json.dumps({"id": rid, "summary": f"{package} is broken", "affected": affected, **extra})
+
+
+# -- the corpus case and its fixed twin -----------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_corpus_case_fails_audit_with_its_reason(
+    case: Case, vulnerable: Built, tmp_path: Path
+) -> None:
+    outcome = AuditCheck().run(_context(vulnerable, tmp_path, vuln_db=ADVISORY_DB))
+    assert outcome.status.value == case.status, outcome.summary
+    assert case.reason in outcome.summary
+    assert any(case.reason in f.message for f in outcome.findings)
+
+
+def test_vulnerable_dependency_is_named_with_aliases_fix_and_location(
+    vulnerable: Built, tmp_path: Path
+) -> None:
+    outcome = AuditCheck().run(_context(vulnerable, tmp_path, vuln_db=ADVISORY_DB))
+    assert outcome.status is CheckStatus.FAILED
+    (finding,) = outcome.findings
+    assert finding.rule == "audit.PYSEC-2024-60"
+    assert finding.severity is Severity.HIGH  # CVSS:3.1 .../A:H = 7.5
+    for part in ("idna 3.6", "PYSEC-2024-60", "CVE-2024-3651", "fixed in 3.7"):
+        assert part in finding.message
+    assert (finding.file, finding.line) == ("requirements.txt", 4)
+    assert outcome.details["excluded"]["aitbc-plugins"].startswith("the AITBC SDK")
+    assert "pyyaml" in {n.lower() for n in outcome.details["excluded"]}
+    assert outcome.details["requirements"] == ["idna==3.6"]
+
+
+def test_fixed_version_passes(fixed: Built, tmp_path: Path) -> None:
+    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=ADVISORY_DB))
+    assert outcome.status is CheckStatus.PASSED, outcome.summary
+    assert outcome.summary.startswith("no known vulnerabilities in 1 dependency")
+    assert outcome.details["audited"] == ["idna==3.7"]
+
+
+def test_plugin_without_third_party_dependencies_passes(plain: Built, tmp_path: Path) -> None:
+    outcome = AuditCheck().run(_context(plain, tmp_path, vuln_db=ADVISORY_DB))
+    assert outcome.status is CheckStatus.PASSED
+    assert outcome.summary == "no third-party runtime dependencies"
+    assert "aitbc-plugins" in outcome.details["excluded"]
+
+
+# -- never a pass when something could not be audited ------------------------------
+def test_online_audit_here_is_incomplete_not_passed(vulnerable: Built, tmp_path: Path) -> None:
+    outcome = AuditCheck().run(_context(vulnerable, tmp_path))
+    assert outcome.status is CheckStatus.INCOMPLETE, outcome.summary
+    assert "could not audit 1 of 1 dependencies (idna 3.6)" in outcome.summary
+    assert "--vuln-db" in outcome.summary
+    assert outcome.details["allowed"] is False
+    assert "idna" in outcome.details["unaudited"]
+    assert outcome.findings[0].rule == "audit.incomplete"
+
+
+def test_allowed_incomplete_audit_stays_incomplete_and_says_allowed(
+    fixed: Built, tmp_path: Path
+) -> None:
+    outcome = AuditCheck().run(_context(fixed, tmp_path, allow_incomplete_audit=True))
+    assert outcome.status is CheckStatus.INCOMPLETE
+    assert outcome.details["allowed"] is True
+    assert "allowed by --allow-incomplete-audit" in outcome.summary
+
+
+def test_unreachable_service_is_incomplete(fixed: Built, tmp_path: Path, closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/v1/query"
+    outcome = AuditCheck().run(_context(fixed, tmp_path, extra={"osv_url": url}))
+    assert outcome.status is CheckStatus.INCOMPLETE, outcome.summary
+    assert "vulnerability service unreachable" in outcome.summary
+    assert "Connection refused" in outcome.findings[0].message
+
+
+def test_service_that_never_answers_is_an_error_in_bounded_time(
+    fixed: Built, tmp_path: Path, silent_server: str
+) -> None:
+    context = _context(fixed, tmp_path, extra={"osv_url": silent_server}, tool_timeout_s=4.0)
+    outcome = AuditCheck().run(context)
+    assert outcome.status is CheckStatus.ERROR
+    assert outcome.summary == "pip-audit timed out after 4s"
+    assert outcome.duration_s < 10
+
+
+def test_service_errors_are_errors(fixed: Built, tmp_path: Path) -> None:
+    with OsvServer(load_index(ADVISORY_DB)) as url:  # a path it answers 404 on
+        context = _context(fixed, tmp_path, extra={"osv_url": url.replace("query", "nope")})
+        outcome = AuditCheck().run(context)
+    assert outcome.status is CheckStatus.ERROR
+    assert outcome.summary.startswith("pip-audit failed (exit 1)")
+
+
+def test_unreadable_record_for_a_dependency_is_incomplete(
+    fixed: Built, tmp_path: Path, record_db: Callable[[dict[str, str]], Path]
+) -> None:
+    broken = _json_record("TEST-1", "IDNA", "not a version")
+    db = record_db(
+        {"idna/TEST-1.json": broken, "other/TEST-2.json": _json_record("TEST-2", "x", "1")}
+    )
+    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=db))
+    assert outcome.status is CheckStatus.INCOMPLETE
+    assert "TEST-1.json" in outcome.findings[0].message
+    assert "'not a version' is not a PEP 440 version" in outcome.summary
+
+
+def test_package_with_no_record_is_not_vulnerable(
+    fixed: Built, tmp_path: Path, record_db: Callable[[dict[str, str]], Path]
+) -> None:
+    db = record_db(
+        {"other/TEST-2.yaml": "id: TEST-2\naffected:\n- package: {name: x, ecosystem: PyPI}\n"}
+    )
+    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=db))
+    assert outcome.status is CheckStatus.PASSED, outcome.summary
+
+
+def test_json_records_and_explicit_severity(
+    fixed: Built, tmp_path: Path, record_db: Callable[[dict[str, str]], Path]
+) -> None:
+    record = _json_record("GHSA-xxxx", "idna", "3.8", aliases=["CVE-0000-1"],
+                          database_specific={"severity": "MODERATE"})  # fmt: skip
+    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=record_db({"a.json": record})))
+    assert outcome.status is CheckStatus.FAILED
+    (finding,) = outcome.findings
+    # pip-audit names a vulnerability by its PYSEC or CVE id first, the others are aliases
+    assert finding.rule == "audit.CVE-0000-1" and finding.severity is Severity.MEDIUM
+    assert "CVE-0000-1 (GHSA-xxxx); fixed in 3.8: idna is broken" in finding.message
+
+
+@pytest.mark.parametrize("files", [{}, {"README.md": "no records"}])
+def test_database_without_records_is_an_error(
+    files: dict[str, str], fixed: Built, tmp_path: Path, record_db: Callable[[dict[str, str]], Path]
+) -> None:
+    db = record_db(files)
+    db.mkdir(exist_ok=True)
+    outcome: CheckResult = AuditCheck().run(_context(fixed, tmp_path, vuln_db=db))
+    assert outcome.status is CheckStatus.ERROR
+    assert outcome.summary == f"no OSV records in {db}"
+
+
+def test_no_plugin_environment_is_an_error(fixed: Built, tmp_path: Path) -> None:
+    context = _context(fixed, tmp_path, vuln_db=ADVISORY_DB)
+    context.plugin_environment = None
+    assert AuditCheck().run(context).status is CheckStatus.ERROR
+
+
+# -- cache inputs, the server itself -------------------------------------------------
+def test_cache_inputs_are_the_db_the_installed_metadata_and_declarations(
+    vulnerable: Built, tmp_path: Path
+) -> None:
+    check = AuditCheck()
+    assert check.cache_inputs(_context(vulnerable, tmp_path)) is None  # online: never cached
+    inputs = check.cache_inputs(_context(vulnerable, tmp_path, vuln_db=ADVISORY_DB)) or []
+    assert inputs[0] == ADVISORY_DB
+    metadata = {p.parent.name: p for p in inputs if p.name == "METADATA"}
+    assert set(metadata) == {"idna-3.6.dist-info", "audit_vulnerable_dependency-0.1.0.dist-info"}
+    assert all(p.is_relative_to(vulnerable.env.site_packages) for p in metadata.values())
+    assert vulnerable.project / "requirements.txt" in inputs  # findings point into it
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_server_answers_the_osv_query_api() -> None:
+    index = load_index(ADVISORY_DB)
+    assert index.records == 2659 and len(index.invalid) == 2  # two upstream records are odd
+    with OsvServer(index) as url:
+        query = {"package": {"name": "IDNA", "ecosystem": "PyPI"}, "version": "3.6"}
+        status, body = _post(url, json.dumps(query).encode())
+        assert status == 200
+        (vuln,) = body["vulns"]  # type: ignore[misc]
+        assert vuln["id"] == "PYSEC-2024-60" and vuln["published"] == "2024-07-07T18:15:00Z"
+        assert _post(url, json.dumps({**query, "version": "3.7"}).encode()) == (200, {})
+        assert _post(url, b"{not json")[0] == 400
+        with urllib.request.urlopen(url.replace("query", "vulns/CVE-2024-3651")) as response:
+            assert json.loads(response.read())["id"] == "PYSEC-2024-60"
+
+
+# -- properties of the OSV record parser and matcher ----------------------------------
+UNIVERSE = [Version(f"{major}.{minor}") for major in range(4) for minor in range(4)]
+version_index = st.integers(0, len(UNIVERSE) - 1)
+
+
+@st.composite
+def ranges(
+    draw: st.DrawFn,
+) -> tuple[list[dict[str, str]], list[tuple[Version | None, Version | None, bool]]]:
+    """Shuffled events of one ECOSYSTEM range and the intervals they mean:
+    (start, end, end_included); None = open."""
+    points = sorted(draw(st.lists(version_index, min_size=1, max_size=6, unique=True)))
+    last_affected = draw(st.booleans())
+    events: list[dict[str, str]] = []
+    intervals = []
+    for start, end in zip(points[::2], [*points[1::2], None]):
+        zero = start == 0 and draw(st.booleans())
+        events.append({"introduced": "0" if zero else str(UNIVERSE[start])})
+        if end is not None:
+            events.append({"last_affected" if last_affected else "fixed": str(UNIVERSE[end])})
+        begin = None if zero else UNIVERSE[start]  # "0": before every release, pre-releases too
+        intervals.append((begin, None if end is None else UNIVERSE[end], last_affected))
+    return draw(st.permutations(events)), intervals
+
+
+def _inside(version: Version, start: Version | None, end: Version | None, included: bool) -> bool:
+    return (start is None or start <= version) and (
+        end is None or version < end or (included and version == end)
+    )
+
+
+@given(
+    st.lists(ranges(), max_size=3),
+    st.lists(version_index, max_size=4),
+    st.sampled_from([*UNIVERSE, Version("9.9"), Version("0.0a1")]),
+)
+def test_matcher_agrees_with_the_intervals(
+    drawn: list[tuple[list[dict[str, str]], list[tuple[Version | None, Version | None, bool]]]],
+    explicit: list[int],
+    version: Version,
+) -> None:
+    affected = {
+        "package": {"name": "Some_Package", "ecosystem": "PyPI"},
+        "ranges": [{"type": "ECOSYSTEM", "events": events} for events, _ in drawn]
+        + [{"type": "GIT", "repo": "r", "events": [{"introduced": "0"}, {"fixed": "abc"}]}],
+        "versions": [str(UNIVERSE[i]) for i in explicit],
+    }
+    record = parse_record({"id": "X-1", "affected": [affected]})
+    expected = any(_inside(version, *interval) for _, found in drawn for interval in found)
+    expected = expected or version in {UNIVERSE[i] for i in explicit}
+    assert is_affected(record, "some-package", str(version)) is expected
+    assert is_affected(record, "other-package", str(version)) is False
+    if version.pre is None:  # 1.2.0 is release 1.2
+        assert is_affected(record, "some.package", f"{version}.0") is expected
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+EVENTS = [{"introduced": "0"}, {"fixed": "2"}]
+GOOD = {
+    "id": "PYSEC-1", "aliases": ["CVE-1"], "published": "2020-01-01T00:00:00Z",
+    "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],
+    "affected": [{"package": {"name": "pkg", "ecosystem": "PyPI"}, "versions": ["1.0"],
+                  "ranges": [{"type": "ECOSYSTEM", "events": EVENTS}]}],
+}  # fmt: skip
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [path]
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else []
+    )
+    for key, child in items:
+        found += _paths(child, (*path, key))
+    return found
+
+
+def _replace(value: object, path: tuple[object, ...], new: object) -> object:
+    if not path:
+        return new
+    copy = json.loads(json.dumps(value))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = new
+    return copy
+
+
+@given(st.sampled_from(_paths(GOOD)), json_like, st.text(max_size=8))
+def test_bad_records_raise_only_the_documented_error(
+    path: tuple[object, ...], junk: object, version: str
+) -> None:
+    try:
+        record = parse_record(_replace(GOOD, path, junk))
+    except OsvRecordError:
+        return
+    is_affected(record, "pkg", version)  # a parsed record never makes the matcher raise
+    json.dumps(record.served)
+
+
+@given(json_like)
+def test_arbitrary_data_is_a_record_or_the_documented_error(data: object) -> None:
+    with contextlib.suppress(OsvRecordError):
+        parse_record(data)
+
+
+@given(st.text(max_size=60), st.sampled_from([".json", ".yaml"]))
+def test_unreadable_files_raise_only_the_documented_error(text: str, suffix: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "record" + suffix)
+        path.write_text(text, encoding="utf-8")
+        with contextlib.suppress(OsvRecordError):
+            parse_record(load_record_file(path))

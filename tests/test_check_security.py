@@ -1,0 +1,215 @@
+"""The `security` check: the real bandit over the wheels of real plugins (built from
+generated projects and from the corpus), and over small hand-made wheels for the
+corner cases.  What a user sees: status, summary, findings with file and line."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from certify_support import load_cases, make_project, materialize
+
+from aitbc.plugin_toolkit.certify.base import CheckContext
+from aitbc.plugin_toolkit.certify.building import plugin_info
+from aitbc.plugin_toolkit.certify.checks.security import SecurityCheck, parse_nosec
+from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus
+from aitbc.plugin_toolkit.certify.policy import Policy, load_policy
+from conftest import REPO, run_checked
+
+pytestmark = pytest.mark.integration
+CHECKS_DIR = REPO / "checks"
+CASES = [c for c in load_cases() if c.fails == "security"]
+KINDS = ("base", "cli", "blockchain", "ai")
+
+
+def default_policy() -> Policy:
+    return load_policy(CHECKS_DIR)
+
+
+def build_wheel(project: Path, out: Path) -> Path:
+    run_checked([sys.executable, "-m", "uv", "build", "--wheel", "--out-dir", str(out),
+                 str(project)])  # fmt: skip
+    return next(out.glob("*.whl"))
+
+
+def run_check(project: Path, wheel: Path, scratch: Path, policy: Policy | None = None) -> CheckResult:
+    info, problem = plugin_info(wheel)
+    assert info is not None, problem
+    scratch.mkdir(parents=True, exist_ok=True)
+    context = CheckContext(
+        project=project, workdir=project, scratch=scratch, policy=policy or default_policy(),
+        wheel=wheel, plugin=info, checks_dir=CHECKS_DIR,
+    )  # fmt: skip
+    return SecurityCheck().run(context)
+
+
+def handmade(tmp_path: Path, files: dict[str, str], module: str = "hand_made") -> tuple[Path, Path]:
+    """A flat-layout project and the wheel it would build (its files under ``module/``)."""
+    project = tmp_path / "project"
+    wheel = tmp_path / f"{module}-1.0.0-py3-none-any.whl"
+    info = f"{module}-1.0.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            (project / name).write_text(text)
+            archive.writestr(f"{module}/{name}", text)
+        archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0.0\n")
+        archive.writestr(f"{info}/entry_points.txt",
+                         f"[aitbc.plugins]\nhand-made = {module}.plugin:HandMadePlugin\n")  # fmt: skip
+    return project, wheel
+
+
+SHELL_HOOK = '''import subprocess
+
+
+def run_hook(command: str) -> int:
+    return subprocess.call(command, shell=True){comment}
+'''
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """The good generated plugins and the corpus cases: project and built wheel."""
+    where = tmp_path_factory.mktemp("security-projects")
+    made = {}
+    for kind in KINDS:
+        project = make_project(f"good-{kind}", kind, where)
+        made[kind] = (project, build_wheel(project, where / "wheels" / kind))
+    for case in CASES:
+        project = materialize(case, where)
+        made[case.name] = (project, build_wheel(project, where / "wheels" / case.name))
+    return made
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_good_generated_plugins_pass(kind: str, generated: dict, tmp_path: Path) -> None:
+    outcome = run_check(*generated[kind], tmp_path)
+    assert outcome.status is CheckStatus.PASSED, outcome
+    assert outcome.findings == ()
+    assert "no issue at or above medium severity and medium confidence" in outcome.summary
+    assert outcome.details["scanned"] == 2  # __init__.py and plugin.py: not tests, not setup.py
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_corpus_case_fails_with_its_reason(case, generated: dict, tmp_path: Path) -> None:
+    project, wheel = generated[case.name]
+    outcome = run_check(project, wheel, tmp_path)
+    assert outcome.status.value == case.status
+    [finding] = outcome.findings
+    assert case.reason in finding.message
+    assert finding.rule == "security.B602"
+    assert finding.severity.value == "high"
+    assert finding.file == "plugin.py"  # the project file, not the wheel's path
+    lines = (project / "plugin.py").read_text().splitlines()
+    assert "shell=True" in lines[finding.line - 1]
+    # `import subprocess` (B404) is low severity: listed, not failed.
+    assert [b["rule"] for b in outcome.details["below_threshold"]] == ["security.B404"]
+
+
+def test_nosec_with_a_reason_suppresses(tmp_path: Path) -> None:
+    comment = "  # nosec B602 - the command comes from the operator's own config file"
+    project, wheel = handmade(tmp_path, {"plugin.py": SHELL_HOOK.format(comment=comment)})
+    outcome = run_check(project, wheel, tmp_path / "scratch")
+    assert outcome.status is CheckStatus.PASSED, outcome
+    [suppressed] = outcome.details["suppressed"]
+    assert suppressed["rule"] == "security.B602"
+    assert suppressed["reason"] == "the command comes from the operator's own config file"
+    assert (suppressed["file"], suppressed["line"]) == ("plugin.py", 5)
+    assert "1 suppressed with a reason" in outcome.summary
+
+
+@pytest.mark.parametrize(
+    "comment",
+    ["  # nosec", "  # nosec B602", "  # nosec: B602", "  # nosec B607 - names another test"],
+)
+def test_nosec_that_does_not_count(comment: str, tmp_path: Path) -> None:
+    project, wheel = handmade(tmp_path, {"plugin.py": SHELL_HOOK.format(comment=comment)})
+    outcome = run_check(project, wheel, tmp_path / "scratch")
+    assert outcome.status is CheckStatus.FAILED
+    [finding] = outcome.findings
+    assert (finding.rule, finding.file, finding.line) == ("security.B602", "plugin.py", 5)
+    if "B607" not in comment:
+        assert "nosec without a reason does not count" in finding.message
+
+
+def test_bare_nosec_counts_when_the_policy_says_so(tmp_path: Path) -> None:
+    project, wheel = handmade(tmp_path, {"plugin.py": SHELL_HOOK.format(comment="  # nosec")})
+    policy = replace(default_policy(), nosec_needs_reason=False)
+    outcome = run_check(project, wheel, tmp_path / "scratch", policy)
+    assert outcome.status is CheckStatus.PASSED
+    assert outcome.details["suppressed"][0]["reason"] == ""
+
+
+def test_threshold_follows_the_policy(tmp_path: Path) -> None:
+    # B301 (pickle): medium severity, high confidence.
+    source = "import pickle\n\n\ndef load(data: bytes) -> object:\n    return pickle.loads(data)\n"
+    project, wheel = handmade(tmp_path, {"plugin.py": source})
+    failed = run_check(project, wheel, tmp_path / "a")
+    assert [(f.rule, f.severity.value, f.line) for f in failed.findings] == [
+        ("security.B301", "medium", 5)
+    ]
+    assert "confidence high" in failed.findings[0].message
+    relaxed = run_check(project, wheel, tmp_path / "b",
+                        replace(default_policy(), security_severity="high"))  # fmt: skip
+    assert relaxed.status is CheckStatus.PASSED
+    assert {b["rule"] for b in relaxed.details["below_threshold"]} == {
+        "security.B301", "security.B403"
+    }  # fmt: skip
+
+
+def test_tests_and_scaffolding_in_the_wheel_are_not_scanned(tmp_path: Path) -> None:
+    bad = SHELL_HOOK.format(comment="")
+    project, wheel = handmade(tmp_path, {
+        "__init__.py": "", "plugin.py": "X = 1\n", "tests/test_plugin.py": bad,
+        "test_more.py": bad, "conftest.py": bad, "setup.py": bad,
+    })  # fmt: skip
+    outcome = run_check(project, wheel, tmp_path / "scratch")
+    assert outcome.status is CheckStatus.PASSED, outcome
+    assert outcome.details["scanned"] == 2
+
+
+def test_a_string_that_looks_like_nosec_is_not_one(tmp_path: Path) -> None:
+    source = SHELL_HOOK.format(comment="") + 'NOTE = "# nosec B602 - in a string, not a comment"\n'
+    project, wheel = handmade(tmp_path, {"plugin.py": source})
+    assert run_check(project, wheel, tmp_path / "scratch").status is CheckStatus.FAILED
+
+
+def test_unscannable_module_is_an_error(tmp_path: Path) -> None:
+    project, wheel = handmade(tmp_path, {"plugin.py": "def broken(:\n"})
+    outcome = run_check(project, wheel, tmp_path / "scratch")
+    assert outcome.status is CheckStatus.ERROR
+    assert "bandit could not scan plugin.py" in outcome.summary
+
+
+def test_timeout_is_an_error(tmp_path: Path) -> None:
+    project, wheel = handmade(tmp_path, {"plugin.py": "X = 1\n"})
+    outcome = run_check(project, wheel, tmp_path / "scratch",
+                        replace(default_policy(), tool_timeout_s=0.01))  # fmt: skip
+    assert outcome.status is CheckStatus.ERROR
+    assert "bandit took longer than" in outcome.summary
+
+
+@pytest.mark.parametrize(
+    ("comment", "tests", "reason"),
+    [
+        ("# nosec", set(), ""),
+        ("# nosec B602", {"B602"}, ""),
+        ("#nosec: B602,B607", {"B602", "B607"}, ""),
+        ("# nosec B602 - input is a constant", {"B602"}, "input is a constant"),
+        ("# nosec B602, B604: cmd is fixed", {"B602", "B604"}, "cmd is fixed"),
+        ("# nosec: reviewed by security", set(), "reviewed by security"),
+        ("# nosec - user_input is validated", set(), "user_input is validated"),
+        ("# noqa: S602  # nosec B602 -- fixed argv", {"B602"}, "fixed argv"),
+        ("# nosec subprocess_popen_with_shell_equals_true",
+         {"subprocess_popen_with_shell_equals_true"}, ""),
+        ("# nosec B602 ---", {"B602"}, ""),
+    ],
+)  # fmt: skip
+def test_nosec_syntax(comment: str, tests: set[str], reason: str) -> None:
+    nosec = parse_nosec(comment)
+    assert nosec is not None
+    assert (set(nosec.tests), nosec.reason) == (tests, reason)
+    assert parse_nosec("# an ordinary comment") is None

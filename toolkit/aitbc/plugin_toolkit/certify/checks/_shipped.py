@@ -1,0 +1,122 @@
+"""The plugin's code as its wheel ships it, and the project file each module came from.
+
+The `interface` and `security` checks read exactly what a registry user installs (the
+wheel's packages, not the source tree with its tests and scaffolding) and name each
+finding by the project file that holds the same bytes, so its line numbers hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+#: Folders of a project that never hold the source a wheel was built from.
+_NOT_SOURCE = frozenset({"__pycache__", "build", "dist", "node_modules", "site-packages"})
+SOURCE_SUFFIXES = (".py", ".pyi")
+#: Files that decide what the wheel holds, besides the sources themselves.
+BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", "requirements.txt")
+#: Project scaffolding: never the plugin's code, even when a wheel ships it by mistake
+#: (the `build` check reports that).
+SCAFFOLDING = frozenset({"setup.py", "conftest.py"})
+
+
+@dataclass(frozen=True)
+class ShippedCode:
+    root: Path  # where the wheel's packages were extracted
+    files: tuple[str, ...]  # every file extracted, posix paths relative to root
+    origins: dict[str, str]  # shipped path -> project-relative path, where one matches
+
+    def project_path(self, shipped: str) -> str:
+        """The project file a shipped file came from (the wheel path when none matches)."""
+        return self.origins.get(shipped, shipped)
+
+    @property
+    def sources(self) -> list[str]:
+        return [name for name in self.files if name.endswith(SOURCE_SUFFIXES)]
+
+
+def is_test_or_scaffolding(shipped: str) -> bool:
+    path = PurePosixPath(shipped)
+    return (
+        any(part in ("tests", "test") for part in path.parts[:-1])
+        or path.name.startswith("test_")
+        or path.name.endswith("_test.py")
+        or path.name in SCAFFOLDING
+    )
+
+
+def extract(wheel: Path, dest: Path, project: Path) -> ShippedCode:
+    """Extract the wheel's packages (not its .dist-info or .data) into ``dest``."""
+    names: list[str] = []
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            path = PurePosixPath(name)
+            if name.endswith("/") or path.parts[0].endswith((".dist-info", ".data")):
+                continue
+            if path.is_absolute() or ".." in path.parts or "\\" in name:
+                raise ValueError(f"the wheel holds an unsafe path: {name!r}")
+            target = dest.joinpath(*path.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
+            names.append(path.as_posix())
+    return ShippedCode(dest, tuple(sorted(names)), _origins(dest, names, project))
+
+
+def project_sources(project: Path) -> list[Path]:
+    """The project's Python files, outside hidden, build and virtual-environment folders."""
+    found = []
+    for folder, dirs, files in os.walk(project):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in _NOT_SOURCE
+            and not d.endswith(".egg-info")
+            and not (Path(folder, d) / "pyvenv.cfg").exists()
+        )
+        found += [Path(folder, f) for f in sorted(files) if f.endswith(SOURCE_SUFFIXES)]
+    return found
+
+
+def cache_inputs(project: Path, *config: Path) -> list[Path]:
+    """What decides a check over the shipped code: sources, build files, the check's files."""
+    build = [project / name for name in BUILD_FILES if (project / name).is_file()]
+    return [*project_sources(project), *build, *config]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _origins(dest: Path, shipped: list[str], project: Path) -> dict[str, str]:
+    """Match each shipped source to the project file with the same bytes; among equals,
+    the one whose path shares the longest tail with it (then the shortest)."""
+    by_content: dict[tuple[str, str], list[PurePosixPath]] = {}
+    for path in project_sources(project):
+        relative = PurePosixPath(path.relative_to(project).as_posix())
+        by_content.setdefault((relative.name, _digest(path)), []).append(relative)
+    origins = {}
+    for name in shipped:
+        if not name.endswith(SOURCE_SUFFIXES):
+            continue
+        wanted = PurePosixPath(name)
+        candidates = by_content.get((wanted.name, _digest(dest / name)), [])
+        if candidates:
+            best = max(
+                candidates,
+                key=lambda c: (_shared_tail(c, wanted), -len(c.parts), str(c)),
+            )
+            origins[name] = best.as_posix()
+    return origins
+
+
+def _shared_tail(a: PurePosixPath, b: PurePosixPath) -> int:
+    count = 0
+    for x, y in zip(reversed(a.parts), reversed(b.parts), strict=False):
+        if x != y:
+            break
+        count += 1
+    return count

@@ -1,0 +1,289 @@
+"""`interface`: the plugin implements its kind's interface, checked statically by mypy.
+
+The wheel's packages are extracted into scratch with the probe (checks/
+mypy_probe.py.tmpl, filled in for the entry point's class) beside them, and mypy
+checks the probe with checks/mypy.ini, resolving the SDK and the plugin's dependencies
+from the plugin environment (``--python-executable``).  What counts: every error in
+the probe (an abstract method left, a call the SDK's signature allows but the plugin's
+does not, a result of the wrong type or not awaitable), and the errors at the plugin's
+definitions about an override, a base class or an abstract method.  Other type errors
+in the plugin's own code are listed in the details, not failed.  ``# type: ignore`` and
+``# mypy:`` comments in the shipped code do not hide interface errors: they are
+removed from the extracted copy first (lines keep their numbers).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import re
+import string
+import sys
+import tokenize
+from pathlib import Path
+from typing import Any
+
+from ..base import CheckContext, error_result, result, timed
+from ..model import CheckResult, Finding, Severity
+from ..tools import ToolRun, run_tool
+from . import _shipped
+
+PROBE_MODULE = "_aitbc_interface_probe"
+PROBE_FILE = f"{PROBE_MODULE}.py"
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+#: A plugin-side error about the interface rather than the plugin's own code.
+_INTERFACE_MESSAGE = re.compile(r"supertype|base class|abstract|overrid", re.IGNORECASE)
+_INTERFACE_CODES = frozenset({"override", "abstract", "syntax"})
+_SUPPRESSION = re.compile(r"#\s*(type:\s*ignore|mypy:)")
+_PROBE_LABEL = re.compile(r"#\s*probe:\s*(.+?)\s*$")
+_QUOTED_NAME = re.compile(r'"(\w+)"')
+_KEPT_IGNORED = 20  # how many ignored (non-interface) errors the details list
+
+
+def split_entry_point(entry_point: str) -> tuple[str, str]:
+    module, _, attribute = entry_point.partition(":")
+    module, attribute = module.strip(), attribute.strip()
+    if not _DOTTED.match(module) or not _DOTTED.match(attribute):
+        raise ValueError(f"the entry point {entry_point!r} is not 'module:Class'")
+    return module, attribute
+
+
+def render_probe(template: str, entry_point: str) -> str:
+    module, attribute = split_entry_point(entry_point)
+    head, *rest = attribute.split(".")
+    return string.Template(template).substitute(
+        module=module,
+        attribute=attribute,
+        head=head,
+        tail="".join(f".{part}" for part in rest),
+        entry_point=entry_point,
+    )
+
+
+def probe_labels(probe: str) -> dict[int, str]:
+    """Line number -> what that line of the probe tries (its ``# probe:`` comment)."""
+    labels = {}
+    for number, line in enumerate(probe.splitlines(), start=1):
+        found = _PROBE_LABEL.search(line)
+        if found:
+            labels[number] = found.group(1)
+    return labels
+
+
+def strip_suppressions(path: Path) -> int:
+    """Remove ``# type: ignore`` and ``# mypy:`` comments; return how many went."""
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    lines = text.splitlines(keepends=True)
+    cuts: list[tuple[int, int]] = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                found = _SUPPRESSION.search(token.string)
+                if found:
+                    cuts.append((token.start[0], token.start[1] + found.start()))
+    except (tokenize.TokenError, SyntaxError):
+        return 0  # mypy reports the syntax error itself
+    for row, column in cuts:
+        line = lines[row - 1]
+        ending = line[len(line.rstrip("\r\n")) :]
+        lines[row - 1] = line[:column].rstrip() + ending
+    if cuts:
+        path.write_text("".join(lines), encoding="utf-8", errors="surrogateescape")
+    return len(cuts)
+
+
+def class_location(root: Path, module: str, name: str, depth: int = 0) -> tuple[str, int | None]:
+    """Where the class the entry point names is defined: shipped path and line."""
+    parts = module.split(".")
+    for candidate in (Path(*parts).with_suffix(".py"), Path(*parts, "__init__.py")):
+        if (root / candidate).is_file():
+            relative = candidate.as_posix()
+            break
+    else:
+        return module.replace(".", "/") + ".py", None
+    try:
+        tree = ast.parse((root / relative).read_text(encoding="utf-8"))
+    except (SyntaxError, ValueError, UnicodeDecodeError):
+        return relative, None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return relative, node.lineno
+    for node in tree.body:  # re-exported: follow the import (a few levels at most)
+        if isinstance(node, ast.ImportFrom) and depth < 4:
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    base = parts if relative.endswith("__init__.py") else parts[:-1]
+                    prefix = base[: len(base) - node.level + 1] if node.level else []
+                    source = ".".join([*prefix, *([node.module] if node.module else [])])
+                    return class_location(root, source, alias.name, depth + 1)
+    return relative, None
+
+
+def parse_mypy_output(run: ToolRun) -> list[dict[str, Any]]:
+    """mypy's JSON lines; anything else on stdout means it did not run as asked."""
+    records = []
+    for line in run.stdout.splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)  # ValueError: not JSON
+        if not isinstance(record, dict) or not {"file", "line", "message"} <= record.keys():
+            raise ValueError(f"unexpected mypy output: {line[:200]}")
+        records.append(record)
+    return records
+
+
+def _hint(record: dict[str, Any]) -> str:
+    kept = [
+        line.strip()
+        for line in str(record.get("hint") or "").splitlines()
+        if line.strip() and not line.strip().startswith(("See https://", "This violates"))
+    ]
+    return f" ({' '.join(kept)})" if kept else ""
+
+
+class InterfaceCheck:
+    id = "interface"
+    title = "The plugin implements its kind's interface (mypy against the SDK)"
+    needs_wheel = True
+
+    def run(self, context: CheckContext) -> CheckResult:
+        with timed() as elapsed:
+            try:
+                return self._run(context, elapsed)
+            except (OSError, ValueError) as exc:
+                return error_result(self.id, elapsed(), f"cannot check the interface: {exc}")
+
+    def _run(self, context: CheckContext, elapsed: Any) -> CheckResult:
+        assert context.plugin is not None and context.wheel is not None
+        if context.plugin_environment is None:
+            return error_result(self.id, elapsed(), "no plugin environment to resolve the SDK")
+        entry_point = context.plugin.entry_point
+        module, attribute = split_entry_point(entry_point)
+        root = context.scratch / "src"
+        shipped = _shipped.extract(context.wheel, root, context.workdir)
+        if any(name.startswith(("aitbc/plugins/", PROBE_FILE)) for name in shipped.files):
+            return error_result(self.id, elapsed(), "the wheel ships files over the SDK's own")
+        for name in shipped.sources:
+            if name.endswith(".pyi") and name[:-1] in shipped.files:
+                (root / name).unlink()  # the module that runs is the one checked
+        modules = [root / name for name in shipped.sources if name.endswith(".py")]
+        disregarded = sum(strip_suppressions(path) for path in modules)
+        template = (context.checks_dir / "mypy_probe.py.tmpl").read_text(encoding="utf-8")
+        probe = render_probe(template, entry_point)
+        (root / PROBE_FILE).write_text(probe, encoding="utf-8")
+        environment = context.plugin_environment()
+        run = run_tool(
+            [
+                sys.executable,
+                "-m",
+                "mypy",
+                "--config-file",
+                str(context.checks_dir / "mypy.ini"),
+                "--python-executable",
+                str(environment.python),
+                "--output",
+                "json",
+                "--no-error-summary",
+                "--cache-dir",
+                os.devnull,  # a fresh analysis each time: the result cache is per check
+                PROBE_FILE,
+            ],
+            cwd=root,
+            timeout=context.policy.tool_timeout_s,
+            env={"MYPYPATH": "", "MYPY_FORCE_COLOR": "0"},
+        )
+        if run.timed_out:
+            return error_result(
+                self.id, elapsed(), f"mypy took longer than {context.policy.tool_timeout_s:g}s"
+            )
+        try:
+            records = parse_mypy_output(run)
+        except ValueError:
+            return error_result(self.id, elapsed(), f"unreadable mypy output: {run.tail(3)}")
+        errors = [r for r in records if r.get("severity", "error") == "error"]
+        if run.returncode not in (0, 1, 2) or (run.returncode != 0 and not errors):
+            return error_result(self.id, elapsed(), f"mypy failed: {run.tail(3)}")
+        missing_sdk = [
+            r
+            for r in errors
+            if str(r.get("code", "")).startswith("import") and "aitbc" in r["message"]
+        ]
+        if missing_sdk:
+            reason = f"mypy could not resolve the SDK: {missing_sdk[0]['message']}"
+            return error_result(self.id, elapsed(), reason)
+        where = class_location(root, module, attribute.split(".")[-1])
+        findings, ignored = self._classify(errors, shipped, probe_labels(probe), where)
+        summary = (
+            f"{len(findings)} interface error(s) in {entry_point}"
+            if findings
+            else f"{entry_point} implements its kind's interface (mypy found no interface error)"
+        )
+        return result(
+            self.id,
+            findings,
+            elapsed(),
+            summary,
+            other_type_errors=len(ignored),
+            other_type_errors_sample=ignored[:_KEPT_IGNORED],
+            disregarded_suppressions=disregarded,
+        )
+
+    def _classify(
+        self,
+        errors: list[dict[str, Any]],
+        shipped: _shipped.ShippedCode,
+        labels: dict[int, str],
+        where: tuple[str, int | None],
+    ) -> tuple[list[Finding], list[str]]:
+        plugin_side: list[Finding] = []
+        probe_side: list[tuple[str, Finding]] = []
+        ignored: list[str] = []
+        class_file = shipped.project_path(where[0])
+        for record in errors:
+            file = Path(str(record["file"])).as_posix()
+            line = record.get("line") if isinstance(record.get("line"), int) else None
+            code = str(record.get("code") or "error")
+            message = str(record["message"])
+            if file == PROBE_FILE:
+                label = labels.get(line or 0, "the interface probe")
+                if code == "no-any-return":
+                    text = (
+                        f"`{label}`: the method returns Any (a plain `def` without annotations) "
+                        "where the SDK declares `async def`"
+                    )
+                else:
+                    text = f"`{label}`: {message}{_hint(record)}"
+                probe_side.append((label, Finding(f"interface.{code}", Severity.HIGH, text,
+                                                  class_file, where[1])))  # fmt: skip
+            elif file in shipped.files and (
+                code in _INTERFACE_CODES or _INTERFACE_MESSAGE.search(message)
+            ):
+                plugin_side.append(
+                    Finding(
+                        f"interface.{code}",
+                        Severity.HIGH,
+                        f"{message}{_hint(record)}",
+                        shipped.project_path(file),
+                        line,
+                    )
+                )
+            elif file in shipped.files:
+                ignored.append(f"{shipped.project_path(file)}:{line}: {message} [{code}]")
+        # A method already reported at its own definition is not reported again by the
+        # probe line that calls it.
+        reported = {n for f in plugin_side for n in _QUOTED_NAME.findall(f.message)}
+        findings = plugin_side + [
+            finding
+            for label, finding in probe_side
+            if not any(f"plugin.{name}(" in label for name in reported)
+        ]
+        return findings, ignored
+
+    def cache_inputs(self, context: CheckContext) -> list[Path] | None:
+        return _shipped.cache_inputs(
+            context.workdir,
+            context.checks_dir / "mypy.ini",
+            context.checks_dir / "mypy_probe.py.tmpl",
+        )

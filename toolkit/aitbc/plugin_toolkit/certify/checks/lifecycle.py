@@ -1,0 +1,148 @@
+"""`lifecycle`: the plugin, loaded from its installed wheel in a separate and limited
+process, goes through its whole lifecycle (restart included) and leaves nothing behind.
+
+The steps are checks/conformance/lifecycle.py, run by the SDK's sandbox
+(aitbc.plugins.sandbox): this module only chooses the limits and turns what the
+sandbox saw into findings.  A misbehaving plugin fails the check; a sandbox that could
+not run at all makes it an error, never a pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from aitbc.plugins.sandbox import Limits, Problem, SandboxResult, run_conformance
+
+from ..base import CheckContext, PluginEnvironment, error_result, result, timed
+from ..model import CheckResult, Finding, Severity
+
+CONFORMANCE = PurePosixPath("conformance", "lifecycle.py")
+#: Set in the worker only: a plugin (or a corpus case) can tell the lifecycle check runs.
+WORKER_ENV = {"AITBC_CERTIFY": "1", "AITBC_CERTIFY_CHECK": "lifecycle"}
+_MAX_TAIL_LINES = 30
+
+
+class LifecycleCheck:
+    id = "lifecycle"
+    title = "Lifecycle, restart and clean-up in a separate, limited process"
+    needs_wheel = True
+
+    def run(self, context: CheckContext) -> CheckResult:
+        with timed() as elapsed:
+            if context.wheel is None or context.plugin is None:
+                return error_result(self.id, elapsed(), "no plugin wheel to load")
+            module = context.checks_dir.joinpath(*CONFORMANCE.parts)
+            if not module.is_file():
+                return error_result(
+                    self.id, elapsed(), f"the conformance steps are missing: {module}"
+                )
+            if context.plugin_environment is None:
+                return error_result(
+                    self.id, elapsed(), "no plugin environment to run the plugin in"
+                )
+            try:
+                environment = context.plugin_environment()
+            except Exception as exc:  # fail closed: no environment, no verdict
+                reason = f"the plugin environment could not be made: {type(exc).__name__}: {exc}"
+                return error_result(self.id, elapsed(), reason)
+            workdir = context.scratch / "sandbox"
+            workdir.mkdir(parents=True, exist_ok=True)
+            policy = context.policy
+            outcome = run_conformance(
+                environment.python,
+                module,
+                params={"name": context.plugin.name, "entry_point": context.plugin.entry_point},
+                limits=Limits(
+                    step_timeout_s=policy.step_timeout_s,
+                    total_timeout_s=policy.total_timeout_s,
+                    memory_mb=policy.memory_mb,
+                    cpu_s=policy.cpu_s,
+                ),
+                env=WORKER_ENV,
+                workdir=workdir,
+            )
+            return self._verdict(context, environment, outcome, elapsed())
+
+    def _verdict(
+        self,
+        context: CheckContext,
+        environment: PluginEnvironment,
+        outcome: SandboxResult,
+        duration: float,
+    ) -> CheckResult:
+        details: dict[str, Any] = {
+            "steps": [
+                {"step": s.name, "ok": s.ok, "duration_s": round(s.duration_s, 3)}
+                for s in outcome.steps
+            ],
+            "worker_exit": outcome.death,
+            "worker_log": _tail(outcome.log_tail) if not outcome.passed else "",
+        }
+        if outcome.error is not None:
+            return error_result(self.id, duration, f"could not run the lifecycle: {outcome.error}",
+                                **details)  # fmt: skip
+        findings = [
+            _finding(step, problem, context, environment) for step, problem in outcome.problems
+        ]
+        if findings:
+            more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+            return result(self.id, findings, duration, findings[0].message + more, **details)
+        if not outcome.passed:  # no problem named, yet not every step ran: fail closed
+            ran = len(outcome.steps)
+            reason = f"the worker stopped after {ran} of {len(outcome.plan)} steps without a reason"
+            return error_result(self.id, duration, reason, **details)
+        summary = (
+            f"{len(outcome.steps)} steps passed (initialize, start, health_check, handle_event, "
+            "stop, restart, cleanup); nothing left behind"
+        )
+        return result(self.id, [], duration, summary, **details)
+
+    def cache_inputs(self, context: CheckContext) -> list[Path] | None:
+        if context.wheel is None:
+            return None
+        conformance = sorted(context.checks_dir.joinpath("conformance").glob("*.py"))
+        return [context.wheel, *conformance]
+
+
+def _finding(
+    step: str, problem: Problem, context: CheckContext, environment: PluginEnvironment
+) -> Finding:
+    file, line = _project_file(problem.file, context, environment), problem.line
+    return Finding(
+        f"lifecycle.{problem.kind}",
+        Severity.HIGH,
+        f"step {step}: {problem.message}",
+        file,
+        line if file is not None else None,
+    )
+
+
+def _project_file(
+    path: str | None, context: CheckContext, environment: PluginEnvironment
+) -> str | None:
+    """The project file (relative to its root) a path in the environment was built from."""
+    if path is None or context.plugin is None:
+        return None
+    try:
+        shipped = Path(path).resolve().relative_to(Path(environment.site_packages).resolve())
+    except ValueError:
+        return None
+    inside = PurePosixPath(shipped.as_posix())
+    module = context.plugin.module
+    if inside == PurePosixPath(f"{module}.py"):  # a single-module plugin
+        candidates = [inside, PurePosixPath("src", inside)]
+    elif inside.parts[0] == module and len(inside.parts) > 1:
+        # flat layout (the project is the package), the package folder, src/ layout
+        rest = PurePosixPath(*inside.parts[1:])
+        candidates = [rest, inside, PurePosixPath("src", inside)]
+    else:
+        return None
+    for candidate in candidates:
+        if context.workdir.joinpath(*candidate.parts).is_file():
+            return candidate.as_posix()
+    return None
+
+
+def _tail(log: str) -> str:
+    return "\n".join(log.strip().splitlines()[-_MAX_TAIL_LINES:])

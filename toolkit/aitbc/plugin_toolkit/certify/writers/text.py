@@ -1,0 +1,75 @@
+"""The report for people in a terminal or a CI log: plain text, no colour codes.
+
+Verdict first, then one line per check, then what a person must act on: the findings of
+every check that did not pass, the artifacts and the reasons.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from ..model import CertificationReport, CheckResult, Finding
+from ._common import (
+    location,
+    one_line,
+    plugin_label,
+    printable,
+    seconds,
+    shown_findings,
+    status_label,
+    toolkit_label,
+)
+
+
+class TextWriter:
+    format = "text"
+    suffix = ".txt"
+
+    def write(self, report: CertificationReport, stream: IO[str]) -> None:
+        stream.write("\n".join(render(report)) + "\n")
+
+
+def render(report: CertificationReport) -> list[str]:
+    verdict = "CERTIFIED" if report.certified else "NOT CERTIFIED"
+    lines = [f"{verdict}: {plugin_label(report)}", ""]
+    lines += _check_lines(report.checks)
+    for check in report.checks:
+        if shown_findings(check):
+            lines += ["", f"{one_line(check.id)}: {status_label(check)}"]
+            lines += [line for finding in check.findings for line in _finding_lines(finding)]
+    if report.artifacts:
+        lines += ["", "Artifacts:"]
+        lines += [
+            f"  {one_line(a.path)}  sha256:{one_line(a.sha256)}  {a.size:,} bytes"
+            for a in report.artifacts
+        ]
+    if report.reasons:
+        lines += ["", "Not certified because:"]
+        lines += [f"  - {one_line(reason)}" for reason in report.reasons]
+    lines += ["", f"Checked by {toolkit_label(report)}"]
+    return lines
+
+
+def _check_lines(checks: tuple[CheckResult, ...]) -> list[str]:
+    if not checks:
+        return ["  (no checks ran)"]
+    ids = [one_line(c.id) for c in checks]
+    statuses = [status_label(c) for c in checks]
+    id_width = max(map(len, ids))
+    status_width = max(map(len, statuses))
+    lines = []
+    for check, check_id, status in zip(checks, ids, statuses, strict=True):
+        took = "cached" if check.cached else f"{seconds(check.duration_s):.2f}s"
+        line = f"  {check_id:<{id_width}}  {status:<{status_width}}  {took:>7}"
+        summary = one_line(check.summary)
+        lines.append(f"{line}  {summary}" if summary else line)
+    return lines
+
+
+def _finding_lines(finding: Finding) -> list[str]:
+    """``  file:line: message [severity rule]``; later lines of the message indented."""
+    first, *rest = printable(finding.message).splitlines() or [""]
+    where = location(finding)
+    head = f"{one_line(where)}: {first}" if where else first
+    tag = f"[{finding.severity.value} {one_line(finding.rule)}]"
+    return [f"    {head} {tag}".rstrip(), *(f"        {line}".rstrip() for line in rest)]

@@ -1,0 +1,272 @@
+"""The sandbox worker: runs a conformance module's steps inside a limited process.
+
+The supervisor starts it as ``python -I -m aitbc.plugins.sandbox --protocol-fd N``
+(see protocol.py).  The worker limits itself first (address space, CPU time), then
+loads the conformance module, a Python file defining ``STEPS``: a sequence of
+``(name, async def step(session))``, and runs them in order on one event loop, each
+bounded by the step time limit, reporting each step as it begins and ends.  A step fails
+by raising :class:`StepFailure`, recording problems with ``session.problem(...)``,
+raising anything else, returning never, or killing the process; the last two are the
+supervisor's to notice.  Standard library and the SDK only: this runs in the
+environment of the code under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import faulthandler
+import gc
+import importlib.util
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .protocol import PROTOCOL_VERSION, Limits, Problem, encode
+from .resources import coroutine_location, within
+
+Step = Callable[["Session"], Awaitable[None]]
+#: The supervisor sends this signal to get every thread's stack (faulthandler) when the
+#: worker stops answering: a loop blocked in time.sleep cannot report where it is.
+DUMP_SIGNAL = signal.SIGUSR1
+
+
+class StepFailure(Exception):
+    """Raised by a step: it failed, for the reason given."""
+
+    def __init__(
+        self, kind: str, message: str, *, file: str | None = None, line: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.problem = Problem(kind, message, file, line)
+
+
+@dataclass
+class Session:
+    """What each step of a conformance module receives."""
+
+    params: dict[str, Any]  # from the job: e.g. which plugin to load
+    workdir: Path  # the worker's private folder (its working directory)
+    limits: Limits
+    code_roots: list[str] = field(default_factory=list)  # where the code under test lives
+    values: dict[str, Any] = field(default_factory=dict)  # what steps hand to later steps
+    problems: list[Problem] = field(default_factory=list)  # the running step's, so far
+
+    def problem(
+        self, kind: str, message: str, *, file: str | None = None, line: int | None = None
+    ) -> None:
+        """Record a problem and go on; the step fails when it ends."""
+        self.problems.append(Problem(kind, message, file, line))
+
+    def fail(
+        self, kind: str, message: str, *, file: str | None = None, line: int | None = None
+    ) -> NoReturn:
+        raise StepFailure(kind, message, file=file, line=line)
+
+    def location(self, exc: BaseException) -> tuple[str | None, int | None]:
+        """The innermost frame of ``exc``'s traceback in the code under test."""
+        found: tuple[str | None, int | None] = (None, None)
+        for frame, line in traceback.walk_tb(exc.__traceback__):
+            if within(frame.f_code.co_filename, self.code_roots):
+                found = (frame.f_code.co_filename, line)
+        return found
+
+
+class Channel:
+    """The protocol pipe.  Unbuffered, so a worker that dies has said all it said."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, kind: str, **fields: Any) -> None:
+        data = encode({"type": kind, **fields})
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+
+def apply_limits(limits: Limits) -> None:
+    """Lower this process's limits (they can only go down, and children inherit them)."""
+    import resource
+
+    _lower(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024, limits.memory_mb * 1024 * 1024)
+    # Past the soft limit the kernel sends SIGXCPU, which ends the process by default.
+    _lower(resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 2)
+    _lower(resource.RLIMIT_CORE, 0, 0)  # a crash leaves no core file behind
+
+
+def _lower(which: int, soft: int, hard: int) -> None:
+    import resource
+
+    _, old_hard = resource.getrlimit(which)
+    if old_hard != resource.RLIM_INFINITY:
+        hard = min(hard, old_hard)
+    resource.setrlimit(which, (min(soft, hard), hard))
+
+
+def load_steps(path: Path) -> list[tuple[str, Step]]:
+    spec = importlib.util.spec_from_file_location(f"aitbc_conformance_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    steps = getattr(module, "STEPS", None)
+    if not isinstance(steps, (list, tuple)) or not all(
+        isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], str) and callable(s[1])
+        for s in steps
+    ):
+        raise TypeError(f"{path} must define STEPS as a sequence of (name, async function)")
+    return list(steps)
+
+
+async def _guarded(step: Step, session: Session) -> BaseException | None:
+    try:
+        await step(session)
+    except BaseException as exc:  # even SystemExit: the step fails, the worker goes on
+        return exc
+    return None
+
+
+def _describe(exc: BaseException, session: Session) -> Problem:
+    if isinstance(exc, StepFailure):
+        return exc.problem
+    file, line = session.location(exc)
+    if isinstance(exc, MemoryError):
+        message = f"MemoryError under the {session.limits.memory_mb} MiB address-space limit"
+        return Problem("memory", message, file, line)
+    if isinstance(exc, SystemExit):
+        return Problem("exit", f"called sys.exit({exc.code!r})", file, line)
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    name = type(exc).__name__
+    return Problem("exception", f"raised {name}: {text}" if text else f"raised {name}", file, line)
+
+
+def _forget(exc: BaseException) -> None:
+    """Drop the frames a traceback keeps alive (they may hold what exhausted memory)."""
+    if exc.__traceback__ is not None:
+        traceback.clear_frames(exc.__traceback__)
+    exc.__traceback__ = None
+    gc.collect()
+
+
+async def run_step(session: Session, step: Step) -> list[Problem]:
+    session.problems = []
+    timeout = session.limits.step_timeout_s
+    task = asyncio.ensure_future(_guarded(step, session))
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:  # awaiting forever; a blocked loop never gets here: the supervisor acts
+        file, line = coroutine_location(task.get_coro(), session.code_roots)
+        return [Problem("hang", f"hung (no answer within {timeout:g}s)", file, line)]
+    error = task.result()
+    problems = list(session.problems)
+    if error is not None:
+        try:
+            problems.insert(0, _describe(error, session))
+            if not isinstance(error, StepFailure):  # the full story, for the log
+                traceback.print_exception(type(error), error, error.__traceback__)
+        finally:
+            _forget(error)
+    return problems
+
+
+async def run_steps(session: Session, steps: list[tuple[str, Step]], channel: Channel) -> None:
+    """Every step in order, up to the first that fails."""
+    for name, step in steps:
+        channel.send("begin", step=name, code_roots=session.code_roots)
+        began = time.monotonic()
+        problems = await run_step(session, step)
+        channel.send(
+            "end",
+            step=name,
+            ok=not problems,
+            duration_s=round(time.monotonic() - began, 4),
+            problems=[p.as_dict() for p in problems],
+        )
+        if problems:
+            return
+
+
+def _read_job() -> tuple[Path, dict[str, Any], Limits]:
+    job = json.loads(sys.stdin.buffer.readline() or b"null")
+    if not isinstance(job, dict) or not isinstance(job.get("module"), str):
+        raise ValueError("the job must be an object with a module path")
+    params = job.get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError("the job's params must be an object")
+    return Path(job["module"]), params, Limits.from_dict(job.get("limits"))
+
+
+def _detach_stdin() -> int:
+    """Give the code under test an empty stdin; keep the supervisor's pipe on another fd."""
+    kept = os.dup(0)  # not inheritable
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return kept
+
+
+def wait_for_release(fd: int) -> None:
+    """Stay alive until the supervisor closes our stdin (or dies): while we live, it can
+    still find every process the code under test started, even one that left our group."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 4096):
+            pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aitbc.plugins.sandbox")
+    parser.add_argument("--protocol-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.set_inheritable(args.protocol_fd, False)  # the code under test's children get none
+    channel = Channel(args.protocol_fd)
+    try:
+        module, params, limits = _read_job()
+    except (ValueError, KeyError, TypeError) as exc:
+        channel.send("error", message=f"bad job: {exc}")
+        return 2
+    supervisor = _detach_stdin()
+    sys.stdout = sys.stderr  # a print lands in the log, in order; the protocol is elsewhere
+    apply_limits(limits)
+    faulthandler.enable()
+    faulthandler.register(DUMP_SIGNAL, all_threads=True)
+    # Past the CPU limit: dump the stacks (to say where the time went), then die of it.
+    faulthandler.register(signal.SIGXCPU, all_threads=True, chain=True)
+    # Should the supervisor itself die, the worker still ends (a C watchdog thread, which
+    # a blocked event loop cannot stop and the leak check does not see).
+    watchdog = limits.total_timeout_s + 2 * limits.step_timeout_s + 5
+    faulthandler.dump_traceback_later(watchdog, exit=True)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    channel.send("hello", protocol=PROTOCOL_VERSION, pid=os.getpid())
+    try:
+        steps = load_steps(module)
+    except Exception as exc:
+        channel.send("error", message=f"cannot load {module}: {type(exc).__name__}: {exc}")
+        return 2
+    channel.send("plan", steps=[name for name, _ in steps])
+    session = Session(params, Path.cwd(), limits)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(run_steps(session, steps, channel))
+    channel.send("done")
+    wait_for_release(supervisor)
+    return 0
+
+
+def run() -> NoReturn:
+    """Entry point: exit at once when done, so threads or tasks the code under test left
+    behind (a leak already reported) cannot keep a finished worker alive."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
