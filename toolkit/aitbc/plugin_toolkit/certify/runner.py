@@ -180,7 +180,9 @@ def _run_check(check: Check, context: CheckContext, cache: ResultCache) -> Check
     try:
         inputs = check.cache_inputs(scoped)
         if inputs is not None:
-            key = cache.key(check.id, inputs, context.workdir)
+            # Names relative to the run folder: the copy and the built wheel live in a new
+            # temporary folder each run, and the key must not change with it.
+            key = cache.key(check.id, inputs, context.workdir.parent)
             hit = cache.get(key)
             if hit is not None:
                 return hit

@@ -81,10 +81,15 @@ def project_sources(project: Path) -> list[Path]:
     return found
 
 
-def cache_inputs(project: Path, *config: Path) -> list[Path]:
-    """What decides a check over the shipped code: sources, build files, the check's files."""
-    build = [project / name for name in BUILD_FILES if (project / name).is_file()]
-    return [*project_sources(project), *build, *config]
+def build_files(project: Path) -> list[Path]:
+    return [project / name for name in BUILD_FILES if (project / name).is_file()]
+
+
+def cache_inputs(project: Path, wheel: Path | None, *config: Path) -> list[Path] | None:
+    """What decides a check over the shipped code: the wheel (reproducible, so unchanged
+    sources give the same bytes, and an edited test does not change it), the build files
+    (they map wheel files back to project paths) and the check's own files."""
+    return None if wheel is None else [wheel, *build_files(project), *config]
 
 
 def _digest(path: Path) -> str:

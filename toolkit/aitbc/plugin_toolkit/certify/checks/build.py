@@ -14,6 +14,7 @@ from ..base import CheckContext, error_result, result, timed
 from ..building import build_command, build_environment
 from ..model import CheckResult, Finding, Severity
 from ..tools import run_tool
+from . import _shipped
 
 _STRAY_NAMES = {"setup.py", "conftest.py", "setup.cfg", "pyproject.toml", "requirements.txt"}
 
@@ -131,4 +132,9 @@ class BuildCheck:
         return rebuilt, ""
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
-        return [context.sdist, context.wheel] if context.sdist and context.wheel else None
+        # Not the sdist's bytes: its gzip header carries the build time.  The sources and
+        # build files decide the sdist, and the wheel's bytes are reproducible.
+        if context.wheel is None:
+            return None
+        project = context.workdir
+        return [context.wheel, *_shipped.project_sources(project), *_shipped.build_files(project)]

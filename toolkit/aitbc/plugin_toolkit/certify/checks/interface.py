@@ -284,6 +284,7 @@ class InterfaceCheck:
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
         return _shipped.cache_inputs(
             context.workdir,
+            context.wheel,
             context.checks_dir / "mypy.ini",
             context.checks_dir / "mypy_probe.py.tmpl",
         )

@@ -223,4 +223,6 @@ class SecurityCheck:
         )
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
-        return _shipped.cache_inputs(context.workdir, context.checks_dir / "bandit.yaml")
+        return _shipped.cache_inputs(
+            context.workdir, context.wheel, context.checks_dir / "bandit.yaml"
+        )
