@@ -292,7 +292,11 @@ def test_certify_workflow(projects: dict[str, Path], kind: str) -> None:
     job = workflow["jobs"]["certify"]
     assert job["uses"] == "aitbc/aitbc-plugins/.github/workflows/certify.yml@v9.8.7"
     assert job["with"] == {"plugin-path": "."}
-    assert job["permissions"] == {"contents": "read", "security-events": "write"}
+    # What the reusable workflow's jobs ask for; actions: read lets code scanning take
+    # the SARIF upload in a private repository.
+    assert job["permissions"] == {
+        "actions": "read", "contents": "read", "security-events": "write"
+    }
     assert workflow["permissions"] == {"contents": "read"}
 
 

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 from aitbc.plugins import __version__
 
+from .ci_commands import ci
 from .errors import ToolkitError
 from .fsutil import write_atomic
 
@@ -198,6 +199,9 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
         click.echo(rendered.get("text") or _render(WRITERS["text"], report), nl=False)
     if not report.certified:
         raise click.exceptions.Exit(1)
+
+
+cli.add_command(ci)
 
 
 def _render(writer: Any, report: Any) -> str:

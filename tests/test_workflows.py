@@ -1,0 +1,344 @@
+"""The GitHub Actions workflows: valid, zizmor-clean, and their run: steps work.
+
+Every run: step reads its inputs through env:, so a test runs the step's exact script
+with bash (as the runner does: bash --noprofile --norc -eo pipefail) and those env vars,
+GITHUB_OUTPUT and GITHUB_STEP_SUMMARY pointing at files, against generated plugins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aitbc.plugin_toolkit.ci import parse_outputs
+from conftest import REPO, VULN_DB
+
+BIN = Path(sys.executable).parent
+WORKFLOWS = REPO / ".github" / "workflows"
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+PINNED = re.compile(r"uses:\s*[^@\s]+@[0-9a-f]{40} # v\d+\.\d+\.\d+\s*$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads `on:` as True
+    return data
+
+
+def step(workflow: str, job: str, name: str) -> dict[str, Any]:
+    for candidate in load(WORKFLOWS / workflow)["jobs"][job]["steps"]:
+        if candidate.get("name") == name:
+            return candidate
+    raise AssertionError(f"{workflow}: job {job} has no step {name!r}")
+
+
+def run_step(workflow: str, job: str, name: str, env: dict[str, str], cwd: Path,
+             tmp: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:  # fmt: skip
+    """Run a step's script; returns the process, its outputs and the summary it wrote."""
+    found = step(workflow, job, name)
+    assert set(found.get("env", {})) == set(env), f"{name}: env is {sorted(found.get('env', {}))}"
+    assert "${{" not in found["run"], f"{name}: expressions belong in env:, not in run:"
+    tmp.mkdir(parents=True, exist_ok=True)
+    script = tmp / "step.sh"
+    script.write_text(found["run"], encoding="utf-8")
+    output, summary = tmp / "output", tmp / "summary"
+    output.write_text("")
+    summary.write_text("")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    full_env.update(env, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+                    GITHUB_OUTPUT=str(output), GITHUB_STEP_SUMMARY=str(summary))  # fmt: skip
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                            cwd=cwd, env=full_env, capture_output=True, text=True)  # fmt: skip
+    return result, parse_outputs(output.read_text()), summary.read_text()
+
+
+# -- the files ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def generated_workflows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The certify workflow of a plugin made by `aitbc-plugin new` (the released template)
+    and by the working-tree template (what the next release will ship)."""
+    where = tmp_path_factory.mktemp("generated-workflows")
+    made = {}
+    for label, extra in (("released", []), ("working-tree", ["--template",
+                                                            str(REPO / "templates" / "plugin")])):  # fmt: skip
+        subprocess.run([str(BIN / "aitbc-plugin"), "new", f"wf-{label}", "--defaults", "--no-git",
+                        "-o", str(where / label), *extra], check=True, capture_output=True)  # fmt: skip
+        made[label] = where / label / ".github" / "workflows" / "certify.yml"
+    return made
+
+
+def all_workflows(generated: dict[str, Path]) -> list[Path]:
+    return [*WORKFLOW_FILES, *generated.values()]
+
+
+def test_the_workflows_exist() -> None:
+    names = {p.name for p in WORKFLOW_FILES}
+    assert {"certify.yml", "certify-matrix.yml", "ci.yml"} <= names
+    for name in ("certify.yml", "certify-matrix.yml"):
+        assert list(load(WORKFLOWS / name)["on"]) == ["workflow_call"]
+
+
+@pytest.mark.parametrize("which", ["project", "released", "working-tree"])
+def test_workflows_match_the_github_workflow_schema(which: str,
+                                                    generated_workflows: dict[str, Path]) -> None:  # fmt: skip
+    files = WORKFLOW_FILES if which == "project" else [generated_workflows[which]]
+    result = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema",
+                             "vendor.github-workflows", *map(str, files)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("which", ["project", "released", "working-tree"])
+def test_zizmor_finds_nothing_at_medium_or_above(which: str,
+                                                 generated_workflows: dict[str, Path]) -> None:  # fmt: skip
+    files = WORKFLOW_FILES if which == "project" else [generated_workflows[which]]
+    result = subprocess.run([str(BIN / "zizmor"), "--offline", "--min-severity", "medium",
+                             "--format", "plain", *map(str, files)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_third_party_actions_are_pinned_to_commits_and_jobs_have_permissions() -> None:
+    for path in WORKFLOW_FILES:
+        text = path.read_text(encoding="utf-8")
+        for line in text.splitlines():
+            code = line.split("#", 1)[0] if line.lstrip().startswith("#") else line
+            if "uses:" in code and "./.github/workflows/" not in code:
+                assert PINNED.search(line), f"{path.name}: not pinned: {line.strip()}"
+        data = load(path)
+        assert "permissions" in data, path.name
+        for job_id, job in data["jobs"].items():
+            assert "permissions" in job, f"{path.name}: job {job_id} has no permissions"
+
+
+def test_ci_certifies_every_kind_through_the_reusable_workflow() -> None:
+    ci = load(WORKFLOWS / "ci.yml")
+    assert ci["jobs"]["test"]["strategy"]["matrix"]["python"] == ["3.10", "3.11", "3.12", "3.13"]
+    certify = ci["jobs"]["certify"]
+    assert certify["uses"] == "./.github/workflows/certify.yml"
+    assert certify["strategy"]["matrix"]["kind"] == ["base", "cli", "blockchain", "ai"]
+    inputs = load(WORKFLOWS / "certify.yml")["on"]["workflow_call"]["inputs"]
+    assert set(certify["with"]) <= set(inputs)
+
+
+def test_generated_workflow_calls_certify_at_a_pinned_reference(
+    generated_workflows: dict[str, Path],
+) -> None:
+    inputs = load(WORKFLOWS / "certify.yml")["on"]["workflow_call"]["inputs"]
+    for path in generated_workflows.values():
+        job = load(path)["jobs"]["certify"]
+        assert re.fullmatch(r"aitbc/aitbc-plugins/\.github/workflows/certify\.yml@v\d+\.\d+\.\d+",
+                            job["uses"])  # fmt: skip
+        assert set(job["with"]) <= set(inputs)
+
+
+def test_pre_commit_manifest_is_valid_and_runs_the_fast_checks() -> None:
+    manifest = REPO / ".pre-commit-hooks.yaml"
+    result = subprocess.run([str(BIN / "pre-commit"), "validate-manifest", str(manifest)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (hook,) = yaml.safe_load(manifest.read_text())
+    assert hook["language"] == "python"
+    assert "aitbc-plugins[toolkit]" in hook["additional_dependencies"]
+    assert hook["entry"].split()[:2] == ["aitbc-plugin", "certify"]
+
+
+@pytest.mark.parametrize("workflow", [p.name for p in WORKFLOW_FILES])
+def test_every_run_step_is_valid_bash(workflow: str) -> None:
+    for job in load(WORKFLOWS / workflow)["jobs"].values():
+        for found in job.get("steps", []):
+            if "run" in found:
+                result = subprocess.run(["bash", "-n"], input=found["run"], text=True,
+                                        capture_output=True)  # fmt: skip
+                assert result.returncode == 0, f"{found.get('name')}: {result.stderr}"
+
+
+# -- the run: steps, executed ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def certified_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A generated plugin certified once by certify.yml's own Certify step."""
+    repo = tmp_path_factory.mktemp("plugin-repo")
+    subprocess.run([str(BIN / "aitbc-plugin"), "new", "wf-plugin", "--defaults", "--no-git",
+                    "-o", str(repo / "plugins" / "wf")], check=True, capture_output=True)  # fmt: skip
+    out = repo.parent / "runner-temp" / "aitbc-certify"
+    env = {"PLUGIN_PATH": "plugins/wf", "POLICY": "", "VULN_DB": str(VULN_DB),
+           "FAIL_ON_INCOMPLETE_AUDIT": "true", "OUT": str(out)}  # fmt: skip
+    result, outputs, _ = run_step("certify.yml", "certify", "Certify", env, repo,
+                                  repo.parent / "step-certify")  # fmt: skip
+    return {"repo": repo, "out": out, "result": result, "outputs": outputs}
+
+
+@pytest.mark.integration
+def test_certify_step_writes_every_report_and_the_dist(certified_plugin: dict[str, Any]) -> None:
+    result, out = certified_plugin["result"], certified_plugin["out"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert certified_plugin["outputs"] == {"status": "0"}
+    assert sorted(p.name for p in (out / "report").iterdir()) == [
+        "certification.json",
+        "certification.junit.xml",
+        "certification.md",
+        "certification.sarif",
+    ]
+    dist = sorted(p.name for p in (out / "dist").iterdir())
+    assert dist == ["SHA256SUMS", "wf_plugin-0.1.0-py3-none-any.whl", "wf_plugin-0.1.0.tar.gz"]
+
+
+@pytest.mark.integration
+def test_report_step_annotates_and_summarises(certified_plugin: dict[str, Any],
+                                              tmp_path: Path) -> None:  # fmt: skip
+    out = tmp_path / "aitbc-certify"
+    import shutil
+
+    shutil.copytree(certified_plugin["out"], out)
+    report_path = out / "report" / "certification.json"
+    data = json.loads(report_path.read_text())
+    data["certified"] = False
+    data["checks"][0] = {
+        **data["checks"][0],
+        "status": "failed",
+        "findings": [
+            {"rule": "X1", "severity": "high", "message": "bad", "file": "plugin.py", "line": 7}
+        ],
+    }
+    report_path.write_text(json.dumps(data))
+    sarif = json.loads((out / "report" / "certification.sarif").read_text())
+    env = {"PLUGIN_PATH": "plugins/wf", "OUT": str(out)}
+    result, _, summary = run_step("certify.yml", "certify", "Report", env,
+                                  certified_plugin["repo"], tmp_path / "step")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "::error title=certify structure%3A X1,file=plugins/wf/plugin.py,line=7::[high] bad"
+        in result.stdout.splitlines()
+    )
+    assert summary.startswith("## Certified: wf-plugin 0.1.0")
+    rebased = json.loads((out / "report" / "certification.sarif").read_text())
+    uris = re.findall(r'"uri": "([^"]+)"', json.dumps(rebased, indent=1))
+    assert all(u.startswith("plugins/wf/") or ":" in u for u in uris)
+    assert len(rebased["runs"]) == len(sarif["runs"])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("status", ["0", "1"])
+def test_verdict_step_fails_the_job_unless_certified(status: str, tmp_path: Path) -> None:
+    result, _, _ = run_step("certify.yml", "certify", "Verdict", {"STATUS": status}, tmp_path,
+                            tmp_path / "step")  # fmt: skip
+    assert result.returncode == int(status)
+    if status == "1":
+        assert "::error::not certified" in result.stdout
+
+
+@pytest.mark.integration
+def test_result_job_merges_reports_into_the_outputs(certified_plugin: dict[str, Any],
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    import shutil
+
+    reports = tmp_path / "aitbc-certify" / "reports"
+    for python in ("3.10", "3.13"):  # as download-artifact lays out one artifact per version
+        shutil.copytree(
+            certified_plugin["out"] / "report", reports / f"aitbc-certify-report-py{python}"
+        )
+    result, outputs, summary = run_step("certify.yml", "result", "Merge the reports",
+                                        {"OUT": str(tmp_path / "aitbc-certify")}, tmp_path,
+                                        tmp_path / "step")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert outputs["certified"] == "true"
+    assert json.loads(outputs["registry-entry"])["name"] == "wf-plugin"
+    assert "| wf-plugin | 0.1.0 | certified |  |" in summary
+
+
+@pytest.mark.integration
+def test_matrix_workflow_plans_certifies_and_merges(certified_plugin: dict[str, Any],
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    repo = tmp_path / "registry-repo"
+    (repo / "plugins").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(certified_plugin["repo"] / "plugins" / "wf", repo / "plugins" / "wf")
+    broken = repo / "plugins" / "broken"
+    subprocess.run([str(BIN / "aitbc-plugin"), "new", "broken-plugin", "--defaults", "--no-git",
+                    "-o", str(broken)], check=True, capture_output=True)  # fmt: skip
+    (broken / "plugin.py").write_text("this is not python\n")
+    registry = repo / "registry.json"
+    registry.write_text(json.dumps({"plugins": [
+        {"name": "wf-plugin", "version": "0.1.0", "description": "old", "author": "a",
+         "license": "MIT"},
+        {"name": "gone", "version": "1.0.0", "description": "d", "author": "a", "license": "MIT"},
+    ]}))  # fmt: skip
+    plan_env = {"REGISTRY": "", "PLUGIN_PATHS": "plugins/wf\nplugins/broken\n",
+                "REF_TEMPLATE": "v{version}", "MAX_JOBS": "1"}  # fmt: skip
+    result, outputs, _ = run_step("certify-matrix.yml", "plan", "Plan the matrix", plan_env, repo,
+                                  tmp_path / "plan")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert outputs["count"] == "2"
+    rows = json.loads(outputs["matrix"])["include"]
+    assert len(rows) == 1
+    out = tmp_path / "runner-temp" / "aitbc-recertify"
+    chunk_env = {"ITEMS": rows[0]["items"], "POLICY": "", "VULN_DB": str(VULN_DB),
+                 "FAIL_ON_INCOMPLETE_AUDIT": "true", "OUT": str(out)}  # fmt: skip
+    result, _, _ = run_step("certify-matrix.yml", "certify", "Certify the chunk", chunk_env, repo,
+                            tmp_path / "chunk")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NOT CERTIFIED  plugins-broken" in result.stdout
+    merge_env = {"REGISTRY": "registry.json", "KEEP_FAILED": "false", "OUT": str(out)}
+    result, outputs, summary = run_step("certify-matrix.yml", "merge", "Merge the results",
+                                        merge_env, repo, tmp_path / "merge")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outputs["status"] == "1" and outputs["certified"] == "false"
+    assert outputs["total"] == "2" and outputs["certified-count"] == "1"
+    updated = json.loads((out / "merged" / "registry.json").read_text())
+    wf = [e for e in updated["plugins"] if e["name"] == "wf-plugin"]
+    assert wf and wf[0]["checksum"].startswith("sha256:")
+    assert {e["name"] for e in updated["plugins"]} == {"wf-plugin", "gone"}
+    assert "Certified 1 of 2 plugin release(s)" in summary
+    assert sorted(p.name for p in (out / "merged").iterdir()) == [
+        "registry.json",
+        "report.json",
+        "summary.md",
+    ]
+
+
+@pytest.mark.integration
+def test_registry_entries_are_cloned_at_their_tag(certified_plugin: dict[str, Any],
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    import shutil
+
+    source = tmp_path / "upstream"
+    shutil.copytree(certified_plugin["repo"] / "plugins" / "wf", source)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"],
+                 ["tag", "v0.1.0"]):  # fmt: skip
+        subprocess.run([*git, *args], cwd=source, check=True, capture_output=True)
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"plugins": [
+        {"name": "wf-plugin", "version": "0.1.0", "description": "d", "author": "a",
+         "license": "MIT", "repository": str(source)}]}))  # fmt: skip
+    plan_env = {"REGISTRY": str(registry), "PLUGIN_PATHS": "", "REF_TEMPLATE": "v{version}",
+                "MAX_JOBS": "256"}  # fmt: skip
+    result, outputs, _ = run_step("certify-matrix.yml", "plan", "Plan the matrix", plan_env,
+                                  tmp_path, tmp_path / "plan")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(outputs["matrix"])["include"]
+    out = tmp_path / "out"
+    chunk_env = {"ITEMS": row["items"], "POLICY": "", "VULN_DB": str(VULN_DB),
+                 "FAIL_ON_INCOMPLETE_AUDIT": "true", "OUT": str(out)}  # fmt: skip
+    result, _, _ = run_step("certify-matrix.yml", "certify", "Certify the chunk", chunk_env,
+                            tmp_path, tmp_path / "chunk")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "certified      wf-plugin-0.1.0" in result.stdout
+    assert (out / "results" / "wf-plugin-0.1.0" / "dist" / "SHA256SUMS").is_file()
+
+
+@pytest.mark.integration
+def test_ci_generate_step_makes_the_plugin_it_certifies(tmp_path: Path) -> None:
+    result, _, _ = run_step("ci.yml", "generate", "Generate", {"KIND": "cli"}, tmp_path,
+                            tmp_path / "step")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "plugin" / "plugin.py").is_file()
+    assert (tmp_path / "plugin" / ".github" / "workflows" / "certify.yml").is_file()

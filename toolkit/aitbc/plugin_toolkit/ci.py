@@ -1,0 +1,226 @@
+"""Glue between a certification report and GitHub Actions, for the reusable workflows.
+
+Everything a workflow's ``run:`` step would otherwise do in shell lives here as plain
+functions over the JSON report (``aitbc-plugin certify --format json``): annotations
+(``::error file=..,line=..::``), step outputs (``$GITHUB_OUTPUT``), and, in
+:mod:`.ci_matrix`, planning matrix chunks and merging their results.  Nothing here prints
+or exits: the CLI (``aitbc-plugin ci ...``) does.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from .errors import ToolkitError
+from .fsutil import write_atomic
+
+REPORT_KEYS = ("certified", "plugin", "checks")
+# A finding of a check that failed (or could not run) blocks certification: an error.
+# Findings of checks that passed anyway, or were incomplete, are warnings.
+BLOCKING_STATUSES = frozenset({"failed", "error"})
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """The JSON report ``certify --format json`` wrote; ToolkitError when it is not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ToolkitError(f"{path}: no such report") from None
+    except IsADirectoryError:
+        raise ToolkitError(f"{path}: is a directory, not a JSON report") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ToolkitError(f"{path}: cannot read the report: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ToolkitError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    return validate_report(data, str(path))
+
+
+def validate_report(data: object, where: str) -> dict[str, Any]:
+    """``data`` if it has the shape of a certification report (the parts read here)."""
+    if not isinstance(data, dict) or any(key not in data for key in REPORT_KEYS):
+        raise ToolkitError(f"{where}: not a certification report (needs {', '.join(REPORT_KEYS)})")
+    if not isinstance(data["certified"], bool) or not isinstance(data["plugin"], dict):
+        raise ToolkitError(f"{where}: not a certification report (bad certified or plugin)")
+    checks = data["checks"]
+    if not isinstance(checks, list) or not all(
+        isinstance(c, dict)
+        and isinstance(c.get("id"), str)
+        and isinstance(c.get("status"), str)
+        and isinstance(c.get("findings", []), list)
+        and all(isinstance(f, dict) for f in c.get("findings", []))
+        for c in checks
+    ):
+        raise ToolkitError(f"{where}: not a certification report (bad checks)")
+    entry = data.get("registry_entry")
+    if entry is not None and not isinstance(entry, dict):
+        raise ToolkitError(f"{where}: not a certification report (bad registry_entry)")
+    return data
+
+
+# -- workflow commands (annotations) ----------------------------------------------------------
+def escape_data(text: str) -> str:
+    """A workflow command's message, escaped as the Actions runner unescapes it."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value (``file=``, ``title=``), escaped likewise."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def unescape_data(text: str) -> str:
+    """The inverse of :func:`escape_data` (what the runner shows)."""
+    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+
+
+def unescape_property(text: str) -> str:
+    """The inverse of :func:`escape_property`."""
+    return unescape_data(text.replace("%3A", ":").replace("%2C", ","))
+
+
+def workflow_command(command: str, message: str, properties: Mapping[str, str]) -> str:
+    """``::command key=value,...::message``, every part escaped."""
+    props = ",".join(f"{key}={escape_property(value)}" for key, value in properties.items())
+    return f"::{command}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def repository_path(plugin_path: str, file: str) -> str:
+    """A finding's file (relative to the plugin) as a path from the repository root."""
+    joined = posixpath.normpath(posixpath.join(plugin_path or ".", file))
+    return joined.removeprefix("./")
+
+
+def annotation_lines(report: Mapping[str, Any], plugin_path: str = ".") -> list[str]:
+    """One workflow command per finding, plus one per blocking check without findings.
+
+    Findings of a check that failed or errored are ``::error``; others ``::warning``.
+    ``plugin_path`` is where the plugin sits in the repository, so that the annotation
+    lands on the right file in a pull request.
+    """
+    lines: list[str] = []
+    for check in report["checks"]:
+        status = str(check["status"])
+        level = "error" if status in BLOCKING_STATUSES else "warning"
+        findings = check.get("findings") or []
+        for finding in findings:
+            rule = str(finding.get("rule") or check["id"])
+            properties = {"title": f"certify {check['id']}: {rule}"}
+            file = finding.get("file")
+            if isinstance(file, str) and file:
+                properties["file"] = repository_path(plugin_path, file)
+                line = finding.get("line")
+                if isinstance(line, int) and not isinstance(line, bool) and line >= 1:
+                    properties["line"] = str(line)
+            severity = finding.get("severity")
+            message = str(finding.get("message") or "")
+            if isinstance(severity, str) and severity:
+                message = f"[{severity}] {message}"
+            lines.append(workflow_command(level, message, properties))
+        if not findings and status in BLOCKING_STATUSES | {"incomplete"}:
+            summary = str(check.get("summary") or f"{check['id']} {status}")
+            properties = {"title": f"certify {check['id']}: {status}"}
+            lines.append(workflow_command(level, summary, properties))
+    return lines
+
+
+# -- step outputs -----------------------------------------------------------------------------
+def step_outputs(report: Mapping[str, Any]) -> dict[str, str]:
+    """The reusable workflow's outputs for one report."""
+    plugin = report["plugin"]
+    entry = report.get("registry_entry")
+    return {
+        "certified": "true" if report["certified"] else "false",
+        "plugin-name": str(plugin.get("name") or ""),
+        "plugin-version": str(plugin.get("version") or ""),
+        "registry-entry": compact_json(entry) if entry else "",
+    }
+
+
+def compact_json(data: Any) -> str:
+    """One line of JSON (no newline can appear: strings escape theirs)."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def format_outputs(outputs: Mapping[str, str]) -> str:
+    """``$GITHUB_OUTPUT`` lines: ``name=value``, or a heredoc for a multi-line value."""
+    chunks: list[str] = []
+    for name, value in outputs.items():
+        if not name or any(c in name for c in "=\r\n<"):
+            raise ToolkitError(f"{name!r} is not a usable output name")
+        if "\n" in value or "\r" in value:
+            delimiter = f"ghadelimiter_{secrets.token_hex(8)}"
+            chunks.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+        else:
+            chunks.append(f"{name}={value}\n")
+    return "".join(chunks)
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    """Read ``$GITHUB_OUTPUT`` as the runner does (both forms); for tests and merging."""
+    result: dict[str, str] = {}
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if not line:
+            continue
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            try:
+                end = lines.index(delimiter, index)
+            except ValueError:
+                raise ToolkitError(f"output {name}: no closing delimiter") from None
+            result[name] = "\n".join(lines[index:end])
+            index = end + 1
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            result[name] = value
+        else:
+            raise ToolkitError(f"not an output line: {line!r}")
+    return result
+
+
+def append_outputs(path: Path, outputs: Mapping[str, str]) -> None:
+    """Append to ``$GITHUB_OUTPUT`` (the runner reads the whole file after the step)."""
+    try:
+        with path.open("a", encoding="utf-8") as stream:
+            stream.write(format_outputs(outputs))
+    except OSError as exc:
+        raise ToolkitError(f"{path}: cannot write the step outputs: {exc.strerror}") from None
+
+
+# -- SARIF for code scanning ------------------------------------------------------------------
+def rebase_sarif(document: Any, plugin_path: str) -> Any:
+    """``document`` with every location relative to the plugin root (``%SRCROOT%``) made
+    relative to the repository root, which is what code scanning resolves paths against."""
+    if isinstance(document, list):
+        return [rebase_sarif(item, plugin_path) for item in document]
+    if not isinstance(document, dict):
+        return document
+    result = {key: rebase_sarif(value, plugin_path) for key, value in document.items()}
+    uri = result.get("uri")
+    if result.get("uriBaseId") == "%SRCROOT%" and isinstance(uri, str):
+        result["uri"] = quote(repository_path(plugin_path, unquote(uri)), safe="/")
+    return result
+
+
+def rebase_sarif_file(path: Path, plugin_path: str) -> None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ToolkitError(f"{path}: no such SARIF file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ToolkitError(f"{path}: not a readable SARIF file: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
+        raise ToolkitError(f"{path}: not a SARIF log (no runs)")
+    text = json.dumps(rebase_sarif(document, plugin_path), indent=2) + "\n"
+    write_atomic(path, text.encode())
