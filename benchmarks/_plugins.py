@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PLUGIN_MODULE = '''
+PLUGIN_MODULE = """
 import asyncio
 from aitbc.plugins import BasePlugin, PluginMetadata
 
@@ -32,7 +32,7 @@ class Plugin(BasePlugin):
 
     async def handle_event(self, event_type: str, data: dict) -> None:
         await asyncio.sleep(0)
-'''
+"""
 
 
 def install_trivial_plugins(site: Path, count: int) -> list[str]:

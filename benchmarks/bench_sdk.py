@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from _plugins import install_trivial_plugins
-
 from aitbc.plugins import PluginManager, discovery
 from aitbc.plugins.testing import make_context
 
@@ -64,7 +63,9 @@ def bench_startup_and_broadcast(names: list[str], root: Path, repeat: int) -> li
 
     async def bare_startup(round_dir: Path) -> list[Any]:
         # Fresh directories each round: the manager creates each plugin's temp dir anew too.
-        plugins = [cls(make_context(round_dir, name)) for cls, name in zip(classes, names)]
+        plugins = [
+            cls(make_context(round_dir, name)) for cls, name in zip(classes, names, strict=True)
+        ]
         await asyncio.gather(*(p.initialize() for p in plugins))
         await asyncio.gather(*(p.start() for p in plugins))
         return plugins

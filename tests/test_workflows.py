@@ -342,3 +342,44 @@ def test_ci_generate_step_makes_the_plugin_it_certifies(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "plugin" / "plugin.py").is_file()
     assert (tmp_path / "plugin" / ".github" / "workflows" / "certify.yml").is_file()
+
+
+def install_steps() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path.name, job_id, found)
+            for path in WORKFLOW_FILES
+            for job_id, job in load(path)["jobs"].items()
+            for found in job.get("steps", [])
+            if found.get("name") == "Install the toolkit"]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_install_step_installs_a_working_toolkit(sdk_wheel: Path, tmp_path: Path) -> None:
+    """The step every job uses to install the toolkit, run as the runner runs it: a fresh
+    Python (with pip, as setup-python gives) first on PATH, the toolkit wheel in the
+    artifact folder, the toolkit's dependencies from the package index."""
+    steps = install_steps()
+    assert len(steps) >= 3
+    scripts = {found["run"] for _, _, found in steps}
+    assert len(scripts) == 1, "the install steps differ: test each of them"
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "py")], check=True)
+    artifact = tmp_path / "aitbc-toolkit"
+    artifact.mkdir()
+    (artifact / sdk_wheel.name).write_bytes(sdk_wheel.read_bytes())
+    script = tmp_path / "install.sh"
+    script.write_text(scripts.pop(), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "VIRTUAL_ENV"))}
+    env.update(PATH=f"{tmp_path / 'py' / 'bin'}{os.pathsep}{os.environ['PATH']}",
+               TOOLKIT_VERSION="", TOOLKIT_DIR=str(artifact))  # fmt: skip
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith(sdk_wheel.name.split("-")[1])  # aitbc-plugin --version
+    installed = tmp_path / "py" / "bin" / "aitbc-plugin"
+    made = subprocess.run([str(installed), "new", "from-ci", "--defaults", "--no-git"],
+                          cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for module in ("mypy", "bandit", "pip_audit", "build", "copier"):  # the [toolkit] extra
+        found = subprocess.run([str(tmp_path / "py" / "bin" / "python"), "-c",
+                                f"import {module}"], capture_output=True)  # fmt: skip
+        assert found.returncode == 0, module

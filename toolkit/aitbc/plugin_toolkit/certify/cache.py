@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,3 +70,43 @@ class ResultCache:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self.root / f"{key}.json", json.dumps(result.as_dict()).encode())
+
+
+class BuildCache:
+    """The wheel and sdist of a source tree seen before.  Builds are reproducible
+    (SOURCE_DATE_EPOCH is fixed, and the `build` check proves it for every wheel it
+    admits), so the same files give the same wheel: an unchanged plugin is not built
+    again.  Only complete builds are kept."""
+
+    def __init__(self, root: Path | None, salt: str) -> None:
+        self.root = root / "builds" if root else None
+        self.salt = salt
+
+    def key(self, source: Path) -> str:
+        files = [p for p in source.rglob("*") if p.is_file() or p.is_symlink()]
+        return hashlib.sha256(f"{self.salt}\0{fingerprint(files, source)}".encode()).hexdigest()
+
+    def get(self, key: str, out_dir: Path) -> tuple[Path, Path] | None:
+        if self.root is None:
+            return None
+        folder = self.root / key
+        wheels, sdists = sorted(folder.glob("*.whl")), sorted(folder.glob("*.tar.gz"))
+        if len(wheels) != 1 or len(sdists) != 1:
+            return None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return (
+            Path(shutil.copy2(wheels[0], out_dir / wheels[0].name)),
+            Path(shutil.copy2(sdists[0], out_dir / sdists[0].name)),
+        )
+
+    def put(self, key: str, wheel: Path, sdist: Path) -> None:
+        if self.root is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
+        try:
+            for artifact in (wheel, sdist):
+                shutil.copy2(artifact, staging / artifact.name)
+            staging.rename(self.root / key)  # whole or not at all; a racing run won
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
