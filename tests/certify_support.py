@@ -27,6 +27,8 @@ class Case:
     collateral: tuple[str, ...] = ()
     delete: tuple[str, ...] = ()
     replace: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    #: Misbehave only under the lifecycle check: plugin.py gets `under_lifecycle_check()`.
+    lifecycle_guard: bool = False
 
     @property
     def folder(self) -> Path:
@@ -42,8 +44,28 @@ def load_cases() -> list[Case]:
             status=data["status"], reason=data["reason"],
             collateral=tuple(data.get("collateral", ())), delete=tuple(data.get("delete", ())),
             replace=tuple(data.get("replace", ())),
+            lifecycle_guard=bool(data.get("lifecycle_guard", False)),
         ))  # fmt: skip
     return cases
+
+
+# A case that must fail the lifecycle check alone misbehaves only in that check's worker
+# (it sets AITBC_CERTIFY_CHECK=lifecycle), so its own tests and every other check pass.
+LIFECYCLE_GUARD = '''
+
+def under_lifecycle_check() -> bool:
+    """True only inside `aitbc-plugin certify`'s lifecycle check (its sandbox worker
+    sets AITBC_CERTIFY_CHECK=lifecycle): this certification corpus case misbehaves there
+    alone, so that its own tests pass and only that check fails."""
+    return os.environ.get("AITBC_CERTIFY_CHECK") == "lifecycle"
+'''
+SDK_IMPORT = "from aitbc.plugins import BasePlugin, PluginContext, PluginMetadata\n"
+
+
+def add_lifecycle_guard(source: str) -> str:
+    assert SDK_IMPORT in source and "import copy\n" in source
+    source = source.replace("import copy\n", "import copy\nimport os\n", 1)
+    return source.replace(SDK_IMPORT, SDK_IMPORT + LIFECYCLE_GUARD, 1)
 
 
 def make_project(name: str, kind: str, where: Path) -> Path:
@@ -60,6 +82,9 @@ def materialize(case: Case, where: Path) -> Path:
         text = target.read_text(encoding="utf-8")
         assert change["old"] in text, f"{case.name}: {change['old']!r} not in {change['file']}"
         target.write_text(text.replace(change["old"], change["new"]), encoding="utf-8")
+    if case.lifecycle_guard:
+        plugin = project / "plugin.py"
+        plugin.write_text(add_lifecycle_guard(plugin.read_text(encoding="utf-8")), encoding="utf-8")
     files = case.folder / "files"
     if files.is_dir():
         shutil.copytree(files, project, dirs_exist_ok=True)

@@ -11,15 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_venv, run_checked
-from filelock import FileLock
-
 from aitbc.plugin_toolkit.certify.base import CheckContext
 from aitbc.plugin_toolkit.certify.building import plugin_info
 from aitbc.plugin_toolkit.certify.checks.lifecycle import LifecycleCheck
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus
 from aitbc.plugin_toolkit.certify.policy import Policy, load_policy
-from aitbc.plugin_toolkit.scaffold import NewRequest, create_project
+from certify_support import load_cases, make_project, materialize
+from conftest import REPO, make_venv, run_checked
+from filelock import FileLock
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +28,7 @@ else:  # pragma: no cover
 CHECKS = REPO / "checks"
 CORPUS = REPO / "tests" / "corpus"
 CASES = sorted(p.name for p in CORPUS.glob("lifecycle-*"))
+CORPUS_CASES = {case.name: case for case in load_cases()}
 KINDS = ("base", "cli", "blockchain", "ai")
 STEP_S = 2.0
 POLICY = replace(load_policy(CHECKS), step_timeout_s=STEP_S, total_timeout_s=30.0, cpu_s=20)
@@ -63,15 +63,9 @@ class Plugins:
 
 
 def generate(name: str, kind: str, destination: Path) -> Path:
-    """A project from the real template; a corpus case's files/ copied over it."""
-    project = destination / name
-    create_project(NewRequest(name=name, kind=kind, output_dir=project, git=False))
-    case = CORPUS / name
-    if (case / "files").is_dir():
-        shutil.copytree(case / "files", project, dirs_exist_ok=True)
-    for path in tomllib.loads((case / "case.toml").read_text()).get("delete", []) if case.is_dir() else []:
-        (project / path).unlink()
-    return project
+    """A project from the real template; a corpus case's changes applied to it."""
+    case = CORPUS_CASES.get(name)
+    return materialize(case, destination) if case else make_project(name, kind, destination)
 
 
 def build_wheel(project: Path, out: Path) -> Path:
