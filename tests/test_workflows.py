@@ -23,6 +23,8 @@ from conftest import REPO, VULN_DB
 BIN = Path(sys.executable).parent
 WORKFLOWS = REPO / ".github" / "workflows"
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+# The one job without permissions of its own (see certify.yml's code-scanning job).
+INHERITS_CALLER_PERMISSIONS = ("certify.yml", "code-scanning")
 PINNED = re.compile(r"uses:\s*[^@\s]+@[0-9a-f]{40} # v\d+\.\d+\.\d+\s*$")
 
 
@@ -112,10 +114,38 @@ def test_third_party_actions_are_pinned_to_commits_and_jobs_have_permissions() -
             code = line.split("#", 1)[0] if line.lstrip().startswith("#") else line
             if "uses:" in code and "./.github/workflows/" not in code:
                 assert PINNED.search(line), f"{path.name}: not pinned: {line.strip()}"
-        data = load(path)
-        assert "permissions" in data, path.name
-        for job_id, job in data["jobs"].items():
+        for job_id, job in load(path)["jobs"].items():
+            if (path.name, job_id) == INHERITS_CALLER_PERMISSIONS:
+                continue
             assert "permissions" in job, f"{path.name}: job {job_id} has no permissions"
+
+
+def test_only_the_sarif_upload_takes_the_callers_grant_and_it_runs_no_code() -> None:
+    """A job that asks for security-events: write would stop every caller that does not
+    grant it before any `if:` is read; the upload job takes the caller's grant instead,
+    and so must run nothing but the two pinned actions and a message."""
+    workflow, job_id = INHERITS_CALLER_PERMISSIONS
+    data = load(WORKFLOWS / workflow)
+    assert "permissions" not in data  # else the job would get that, not the caller's grant
+    job = data["jobs"][job_id]
+    assert "permissions" not in job
+    actions = [s["uses"].split("@")[0] for s in job["steps"] if "uses" in s]
+    assert actions == ["actions/download-artifact", "github/codeql-action/upload-sarif"]
+    upload = next(s for s in job["steps"] if s.get("id") == "upload")
+    assert upload["continue-on-error"] is True  # a refused upload is a skip
+    for found in job["steps"]:
+        assert "env" not in found and "${{" not in found.get("run", "")
+
+
+def test_a_refused_upload_says_why(tmp_path: Path) -> None:
+    found = step("certify.yml", "code-scanning", "Say why nothing was uploaded")
+    assert found["if"] == "steps.upload.outcome == 'failure'"
+    result, _, _ = run_step("certify.yml", "code-scanning", "Say why nothing was uploaded", {},
+                            tmp_path, tmp_path / "step")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("::warning title=SARIF not uploaded::")
+    assert "security-events: write" in line and "upload-sarif: false" in line
 
 
 def test_ci_certifies_every_kind_through_the_reusable_workflow() -> None:
