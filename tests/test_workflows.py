@@ -413,3 +413,36 @@ def test_install_step_installs_a_working_toolkit(sdk_wheel: Path, tmp_path: Path
         found = subprocess.run([str(tmp_path / "py" / "bin" / "python"), "-c",
                                 f"import {module}"], capture_output=True)  # fmt: skip
         assert found.returncode == 0, module
+
+
+def test_ci_test_job_runs_exactly_what_ci_runs() -> None:
+    """The suite cannot run itself; the step is the very command this run was started by."""
+    found = step("ci.yml", "test", "Run the test suite")
+    assert found["run"].strip() == ".ci/run"
+    assert os.access(REPO / ".ci" / "run", os.X_OK)
+
+
+@pytest.mark.integration
+def test_ci_build_step_builds_the_toolkit_wheel(tmp_path: Path) -> None:
+    """ci.yml's Build step, run as the runner runs it in a checkout, with a fresh Python
+    (pip included, as setup-python gives) first on PATH."""
+    import shutil
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".demo", "dist", "build", "__pycache__", "*.egg-info"))  # fmt: skip
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "py")], check=True)
+    script = tmp_path / "build.sh"
+    script.write_text(step("ci.yml", "build", "Build")["run"], encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{tmp_path / 'py' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                            cwd=checkout, env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (checkout / "dist").glob("aitbc_plugins-*.whl")
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "aitbc/plugins/py.typed" in names
+    assert "aitbc/plugin_toolkit/_data/templates/plugin.bundle" in names  # `new` works offline
