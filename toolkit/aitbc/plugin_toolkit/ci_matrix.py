@@ -23,9 +23,11 @@ from packaging.version import InvalidVersion, Version
 
 from .ci import compact_json, load_report
 from .errors import ToolkitError
+from .fsutil import write_atomic
 
 MATRIX_LIMIT = 256  # GitHub's limit on the jobs one matrix generates
 REPORT_FORMATS = ("json", "sarif", "junit", "markdown")
+CLONE_TIMEOUT_S = 600
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -187,11 +189,10 @@ def run_chunk(items: list[PlanItem], out_dir: Path, work_dir: Path,
         target = out_dir / item.id
         target.mkdir(parents=True, exist_ok=True)
         outcome = _certify_item(item, target, work_dir / item.id, certify_args)
-        (target / "outcome.json").write_text(
+        write_atomic(target / "outcome.json", (
             json.dumps({"item": asdict(item), "exit_code": outcome.exit_code,
-                        "certified": outcome.certified, "error": outcome.error}, indent=2) + "\n",
-            encoding="utf-8",
-        )  # fmt: skip
+                        "certified": outcome.certified, "error": outcome.error}, indent=2) + "\n"
+        ).encode())  # fmt: skip
         outcomes.append(outcome)
     return outcomes
 
@@ -202,8 +203,12 @@ def _certify_item(item: PlanItem, target: Path, clone: Path,
     if item.repository:
         command = ["git", "-c", "protocol.ext.allow=never", "clone", "--quiet", "--depth", "1"]
         command += ["--branch", item.ref] if item.ref else []
-        result = subprocess.run([*command, "--", item.repository, str(clone)],
-                                capture_output=True, text=True, check=False)  # fmt: skip
+        try:  # a stalled remote must not hold the matrix job until GitHub's own limit
+            result = subprocess.run([*command, "--", item.repository, str(clone)],
+                                    capture_output=True, text=True, check=False,
+                                    timeout=CLONE_TIMEOUT_S)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return Outcome(item, 124, False, f"git clone took longer than {CLONE_TIMEOUT_S}s")
         if result.returncode != 0:
             return Outcome(item, result.returncode, False, f"git clone failed: {_last(result)}")
         project = clone / item.path
