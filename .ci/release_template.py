@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "toolkit"))
 
-from aitbc.plugin_toolkit.template_bundle import release  # noqa: E402
+from aitbc.plugin_toolkit.scaffold.bundle import release  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

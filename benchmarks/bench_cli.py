@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import _proc
-from aitbc.plugin_toolkit.resources import builtin_bundle
+from aitbc.plugin_toolkit.scaffold.sources import builtin_bundle
 
 BIN = Path(sys.executable).parent
 NAME, MODULE, KIND = "bench-plugin", "bench_plugin", "base"

@@ -12,7 +12,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from aitbc.plugin_toolkit.scaffold import NewRequest, create_project
+from aitbc.plugin_toolkit.scaffold.new import NewRequest, create_project
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from aitbc.plugin_toolkit.certify.base import CheckContext
-from aitbc.plugin_toolkit.certify.building import plugin_info
+from aitbc.plugin_toolkit.certify.distributions import plugin_info
 from aitbc.plugin_toolkit.certify.checks.lifecycle import LifecycleCheck
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus
 from aitbc.plugin_toolkit.certify.policy import Policy, load_policy

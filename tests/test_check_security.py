@@ -13,7 +13,7 @@ import pytest
 from certify_support import load_cases, make_project, materialize
 
 from aitbc.plugin_toolkit.certify.base import CheckContext
-from aitbc.plugin_toolkit.certify.building import plugin_info
+from aitbc.plugin_toolkit.certify.distributions import plugin_info
 from aitbc.plugin_toolkit.certify.checks.security import SecurityCheck, parse_nosec
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus
 from aitbc.plugin_toolkit.certify.policy import Policy, load_policy

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from aitbc.plugin_toolkit import ci, ci_matrix
+import github_runner as runner
+from aitbc.plugin_toolkit.ci import github as ci
+from aitbc.plugin_toolkit.ci import matrix as ci_matrix
 from aitbc.plugin_toolkit.errors import ToolkitError
 from hypothesis import given
 from hypothesis import strategies as st
@@ -74,21 +76,21 @@ def test_annotations_at_the_repository_root_have_plain_paths() -> None:
 def test_escaped_data_round_trips_and_keeps_to_one_line(text: str) -> None:
     escaped = ci.escape_data(text)
     assert "\n" not in escaped and "\r" not in escaped
-    assert ci.unescape_data(escaped) == text
+    assert runner.unescape_data(escaped) == text
 
 
 @given(st.text())
 def test_escaped_properties_round_trip_without_separators(text: str) -> None:
     escaped = ci.escape_property(text)
     assert not set(escaped) & {",", ":", "\n", "\r"}
-    assert ci.unescape_property(escaped) == text
+    assert runner.unescape_property(escaped) == text
 
 
 # -- step outputs ---------------------------------------------------------------------------
 @given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True),
                        st.text().filter(lambda v: "\r" not in v)))  # fmt: skip
 def test_outputs_round_trip_through_the_github_output_format(values: dict[str, str]) -> None:
-    assert ci.parse_outputs(ci.format_outputs(values)) == values
+    assert runner.parse_outputs(ci.format_outputs(values)) == values
 
 
 def test_outputs_of_a_report() -> None:
@@ -246,4 +248,4 @@ def test_outputs_go_to_github_output_from_the_environment(tmp_path: Path) -> Non
                      env={"GITHUB_OUTPUT": str(output)})  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert ci.parse_outputs(output.read_text())["certified"] == "true"
+    assert runner.parse_outputs(output.read_text())["certified"] == "true"

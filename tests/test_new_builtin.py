@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from aitbc.plugin_toolkit.gitutil import git
-from aitbc.plugin_toolkit.template_bundle import IGNORED, bundle_versions
+from aitbc.plugin_toolkit.scaffold.git import git
+from aitbc.plugin_toolkit.scaffold.bundle import IGNORED, bundle_versions
 from conftest import REPO, VULN_DB, make_venv
 
 TEMPLATE = REPO / "templates" / "plugin"
@@ -131,7 +131,7 @@ def test_installed_wheel_works_from_any_directory(tmp_path: Path, sdk_wheel: Pat
     check = subprocess.run([str(tool), "update", "--check"], cwd=elsewhere / "far-away",
                            capture_output=True, text=True, env=env)  # fmt: skip
     assert check.returncode == 0 and "up to date (template 1.2.0)" in check.stdout, check
-    where = subprocess.run([str(python), "-c", "import aitbc.plugin_toolkit.resources as r;"
+    where = subprocess.run([str(python), "-c", "import aitbc.plugin_toolkit.data as r;"
                             "print(r.data_dir('templates'), r.data_dir('checks'))"],
                            capture_output=True, text=True, cwd=elsewhere)  # fmt: skip
     assert str(REPO) not in where.stdout and "site-packages" in where.stdout

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aitbc.plugin_toolkit.errors import ToolkitError
-from aitbc.plugin_toolkit.names import check_plugin_name
+from aitbc.plugin_toolkit.scaffold.names import check_plugin_name
 
 CLI = [sys.executable, "-m", "aitbc.plugin_toolkit"]
 

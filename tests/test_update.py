@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from aitbc.plugin_toolkit import resources, template_sources, updating
-from aitbc.plugin_toolkit.scaffold import NewRequest, create_project
-from aitbc.plugin_toolkit.template_bundle import bundle_versions, release
+from aitbc.plugin_toolkit.scaffold import sources
+from aitbc.plugin_toolkit.scaffold import update as updating
+from aitbc.plugin_toolkit.scaffold.new import NewRequest, create_project
+from aitbc.plugin_toolkit.scaffold.bundle import bundle_versions, release
 
 CLI = [sys.executable, "-m", "aitbc.plugin_toolkit"]
 
@@ -194,13 +195,13 @@ def test_builtin_source_is_portable_and_resolved_at_update(
     work = tmp_path / "v1-only"
     write_tree(work, V1)
     release(work, old_bundle, "1.0.0")
-    for module in (resources, template_sources, updating):
+    for module in (sources, updating):
         monkeypatch.setattr(module, "builtin_bundle", lambda: old_bundle)
     made = create_project(NewRequest(name="demo", output_dir=tmp_path / "demo"))
     answers = (made.path / ".copier-answers.yml").read_text()
     assert "_src_path: aitbc-plugin:builtin" in answers and str(old_bundle) not in answers
     # "Reinstall the toolkit elsewhere" with a newer template: only the bundle moved.
-    for module in (resources, template_sources, updating):
+    for module in (sources, updating):
         monkeypatch.setattr(module, "builtin_bundle", lambda: bundle)
     result = updating.update_project(made.path)
     assert (result.from_version, result.to_version, result.conflicts) == ("1.0.0", "2.0.0", [])

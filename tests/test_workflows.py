@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from aitbc.plugin_toolkit.ci import parse_outputs
+from github_runner import parse_outputs
 from conftest import REPO, VULN_DB
 
 BIN = Path(sys.executable).parent

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aitbc.plugins import ENTRY_POINT_GROUP, BasePlugin, EventBus, PluginContext, PluginStatus
-from aitbc.plugins.sandbox.resources import settle_and_find_leaks, take_snapshot
+from aitbc.plugins.sandbox.leaks import settle_and_find_leaks, take_snapshot
 from aitbc.plugins.sandbox.worker import Session, Step
 
 #: The event the handle_event step delivers.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from ..fsutil import write_atomic
+from ..files import write_atomic
 from .model import CheckResult, CheckStatus, check_result_from_dict
 
 #: Only verdicts are cached; an error or an incomplete audit may be transient.

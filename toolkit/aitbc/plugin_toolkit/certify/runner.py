@@ -18,13 +18,13 @@ from typing import Any
 from aitbc.plugins import __version__
 from aitbc.plugins.registry import sha256_file
 
+from ..data import data_dir
 from ..errors import ToolkitError
-from ..fsutil import write_atomic
-from ..resources import data_dir
+from ..files import write_atomic
 from .base import Check, CheckContext, PluginEnvironment, error_result
-from .building import BuildOutcome, build_distributions, plugin_info
 from .cache import BuildCache, ResultCache, cache_root
 from .checks import CHECKS
+from .distributions import BuildOutcome, build_distributions, plugin_info
 from .environment import environment_for
 from .model import Artifact, CertificationReport, CheckResult, CheckStatus
 from .policy import Policy, load_policy

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .leaks import within
 from .protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, Limits, Problem, ProtocolError, decode
-from .resources import within
 
 GRACE_S = 1.0  # beyond the step limit: time for a worker that timed a step out to say so
 _LOG_TAIL_BYTES = 16384

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .leaks import coroutine_location, within
 from .protocol import PROTOCOL_VERSION, Limits, Problem, encode
-from .resources import coroutine_location, within
 
 Step = Callable[["Session"], Awaitable[None]]
 #: The supervisor sends this signal to get every thread's stack (faulthandler) when the

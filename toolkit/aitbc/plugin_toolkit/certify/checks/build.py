@@ -11,7 +11,7 @@ from aitbc.plugins.registry import sha256_file
 from packaging.metadata import InvalidMetadata, Metadata
 
 from ..base import CheckContext, error_result, result, timed
-from ..building import build_command, build_environment
+from ..distributions import build_command, build_environment
 from ..model import CheckResult, Finding, Severity
 from ..tools import run_tool
 from . import _shipped

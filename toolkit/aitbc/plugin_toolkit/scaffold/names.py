@@ -7,7 +7,7 @@ import sys
 
 from aitbc.plugins.metadata import NAME_MAX_LENGTH, NAME_PATTERN
 
-from .errors import ToolkitError
+from ..errors import ToolkitError
 
 #: Names a plugin package must not shadow, beyond the standard library.
 RESERVED_MODULES = frozenset({"aitbc", "tests", "test", "docs", "setup", "conftest"})

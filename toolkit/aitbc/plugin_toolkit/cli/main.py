@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 import click
 from aitbc.plugins import __version__
 
-from .ci_commands import ci
-from .errors import ToolkitError
-from .fsutil import write_atomic
+from ..errors import ToolkitError
+from ..files import write_atomic
+from .ci import ci
 
 KIND_CHOICES = ("base", "cli", "blockchain", "ai")
 
@@ -64,7 +64,7 @@ def new(name: str, kind: str | None, output_dir: Path | None, author: str | None
         description: str | None, license_: str | None, version_: str | None,
         defaults: bool, template: str | None, trust: bool, no_git: bool) -> None:  # fmt: skip
     """Create a plugin project NAME from a template."""
-    from .scaffold import NewRequest, create_project
+    from ..scaffold.new import NewRequest, create_project
 
     answers = {"author": author, "description": description, "license": license_,
                "version": version_}  # fmt: skip
@@ -93,7 +93,7 @@ def new(name: str, kind: str | None, output_dir: Path | None, author: str | None
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: str) -> None:
     """Bring the plugin project at PATH up to the current template version."""
-    from .updating import check_for_update, update_project
+    from ..scaffold.update import check_for_update, update_project
 
     if not path.is_dir():
         raise ToolkitError(f"{path}: no such project directory")
@@ -169,9 +169,9 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
             allow_incomplete_audit: bool, no_cache: bool, jobs: int,
             only: tuple[str, ...]) -> None:  # fmt: skip
     """Decide whether the plugin project at PATH may enter the registry (exit 0) or not (1)."""
-    from .certify.runner import CertifyOptions
-    from .certify.runner import certify as run_certification
-    from .certify.writers import WRITERS
+    from ..certify.runner import CertifyOptions
+    from ..certify.runner import certify as run_certification
+    from ..certify.writers import WRITERS
 
     chosen = list(dict.fromkeys(formats or ("text",)))
     if output is not None and len(chosen) != 1:

@@ -21,9 +21,9 @@ from aitbc.plugins import PluginRegistry, RegistryEntry
 from aitbc.plugins.errors import PluginError
 from packaging.version import InvalidVersion, Version
 
-from .ci import compact_json, load_report
-from .errors import ToolkitError
-from .fsutil import write_atomic
+from ..errors import ToolkitError
+from ..files import write_atomic
+from .github import compact_json, load_report
 
 MATRIX_LIMIT = 256  # GitHub's limit on the jobs one matrix generates
 REPORT_FORMATS = ("json", "sarif", "junit", "markdown")

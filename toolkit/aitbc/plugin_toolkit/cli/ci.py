@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .errors import ToolkitError
-from .fsutil import write_atomic
+from ..errors import ToolkitError
+from ..files import write_atomic
 
 
 @click.group()
@@ -23,7 +23,7 @@ def ci() -> None:
               help="The plugin's folder in the repository (prefixes findings' files).")  # fmt: skip
 def ci_annotations(report: Path, plugin_path: str) -> None:
     """Print REPORT's findings (certify --format json) as ::error/::warning commands."""
-    from .ci import annotation_lines, load_report
+    from ..ci.github import annotation_lines, load_report
 
     for line in annotation_lines(load_report(report), plugin_path):
         click.echo(line)
@@ -35,7 +35,7 @@ def ci_annotations(report: Path, plugin_path: str) -> None:
               help="The plugin's folder in the repository.")  # fmt: skip
 def ci_sarif(sarif: Path, plugin_path: str) -> None:
     """Rewrite SARIF's paths (relative to the plugin) to be relative to the repository."""
-    from .ci import rebase_sarif_file
+    from ..ci.github import rebase_sarif_file
 
     rebase_sarif_file(sarif, plugin_path)
 
@@ -51,7 +51,7 @@ _GITHUB_OUTPUT = click.option(
 @_GITHUB_OUTPUT
 def ci_outputs(report: Path, github_output: Path | None) -> None:
     """Write certified, plugin-name, plugin-version and registry-entry for REPORT."""
-    from .ci import load_report, step_outputs
+    from ..ci.github import load_report, step_outputs
 
     _write_outputs(step_outputs(load_report(report)), github_output)
 
@@ -67,8 +67,8 @@ def ci_outputs(report: Path, github_output: Path | None) -> None:
 def ci_matrix(registry: Path | None, paths_text: str | None, ref_template: str, max_jobs: int,
               github_output: Path | None) -> None:  # fmt: skip
     """Plan a certification matrix: outputs matrix (JSON) and count."""
-    from .ci import compact_json, workflow_command
-    from .ci_matrix import matrix, plan_from_paths, plan_from_registry
+    from ..ci.github import compact_json, workflow_command
+    from ..ci.matrix import matrix, plan_from_paths, plan_from_registry
 
     if (registry is None) == (paths_text is None):
         raise click.UsageError("give exactly one of --registry and --paths")
@@ -95,7 +95,7 @@ def ci_run_chunk(items_text: str, out_dir: Path, work_dir: Path | None,
     """Certify one matrix chunk's plugins, one after another (exit 1 if any is not)."""
     import tempfile
 
-    from .ci_matrix import parse_items, run_chunk
+    from ..ci.matrix import parse_items, run_chunk
 
     items = parse_items(items_text)
     args: list[str] = []
@@ -125,7 +125,7 @@ def ci_run_chunk(items_text: str, out_dir: Path, work_dir: Path | None,
 def ci_merge(results: tuple[Path, ...], registry: Path | None, keep_failed: bool, out_dir: Path,
              step_summary: Path | None, github_output: Path | None) -> None:  # fmt: skip
     """Merge certification results (RESULTS dirs) into one report and an updated registry."""
-    from .ci_matrix import merge, merge_outputs
+    from ..ci.matrix import merge, merge_outputs
 
     merged = merge(list(results), registry, keep_failed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def ci_merge(results: tuple[Path, ...], registry: Path | None, keep_failed: bool
 
 
 def _write_outputs(values: dict[str, str], github_output: Path | None) -> None:
-    from .ci import append_outputs, format_outputs
+    from ..ci.github import append_outputs, format_outputs
 
     if github_output is None:
         click.echo(format_outputs(values), nl=False)

@@ -17,9 +17,10 @@ from typing import Any, Literal
 import yaml
 from packaging.version import InvalidVersion, Version
 
-from .errors import ToolkitError
-from .fsutil import interrupts_deferred
-from .gitutil import (
+from ..errors import ToolkitError
+from ..files import interrupts_deferred
+from .bundle import bundle_versions
+from .git import (
     CONFLICT_MARKER,
     FALLBACK_IDENTITY,
     dirty_files,
@@ -27,9 +28,8 @@ from .gitutil import (
     git,
     is_work_tree,
 )
-from .resources import BUILTIN_TEMPLATE_SOURCE, builtin_bundle
-from .scaffold import ANSWERS_FILE
-from .template_bundle import bundle_versions
+from .new import ANSWERS_FILE
+from .sources import BUILTIN_TEMPLATE_SOURCE, builtin_bundle
 
 FileState = Literal[
     "unchanged", "updated", "merged", "conflict", "added", "removed", "deleted by the author"

@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
-from .errors import ToolkitError, UntrustedTemplateError
-from .fsutil import move_into_place, require_absent_or_empty, staging_dir_beside
-from .gitutil import git_executable, init_and_commit
+from ..errors import ToolkitError, UntrustedTemplateError
+from ..files import move_into_place, require_absent_or_empty, staging_dir_beside
+from .git import git_executable, init_and_commit
 from .names import check_plugin_name
-from .resources import BUILTIN_TEMPLATE_SOURCE
-from .template_sources import (
+from .sources import (
+    BUILTIN_TEMPLATE_SOURCE,
     TemplateSource,
     check_cookiecutter_trust,
     cookiecutter_context,

@@ -3,7 +3,7 @@
 Everything a workflow's ``run:`` step would otherwise do in shell lives here as plain
 functions over the JSON report (``aitbc-plugin certify --format json``): annotations
 (``::error file=..,line=..::``), step outputs (``$GITHUB_OUTPUT``), and, in
-:mod:`.ci_matrix`, planning matrix chunks and merging their results.  Nothing here prints
+:mod:`.matrix`, planning matrix chunks and merging their results.  Nothing here prints
 or exits: the CLI (``aitbc-plugin ci ...``) does.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .errors import ToolkitError
-from .fsutil import write_atomic
+from ..errors import ToolkitError
+from ..files import write_atomic
 
 REPORT_KEYS = ("certified", "plugin", "checks")
 # A finding of a check that failed (or could not run) blocks certification: an error.
@@ -74,16 +74,6 @@ def escape_data(text: str) -> str:
 def escape_property(text: str) -> str:
     """A workflow command's property value (``file=``, ``title=``), escaped likewise."""
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def unescape_data(text: str) -> str:
-    """The inverse of :func:`escape_data` (what the runner shows)."""
-    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
-
-
-def unescape_property(text: str) -> str:
-    """The inverse of :func:`escape_property`."""
-    return unescape_data(text.replace("%3A", ":").replace("%2C", ","))
 
 
 def workflow_command(command: str, message: str, properties: Mapping[str, str]) -> str:
@@ -161,32 +151,6 @@ def format_outputs(outputs: Mapping[str, str]) -> str:
         else:
             chunks.append(f"{name}={value}\n")
     return "".join(chunks)
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """Read ``$GITHUB_OUTPUT`` as the runner does (both forms); for tests and merging."""
-    result: dict[str, str] = {}
-    lines = text.split("\n")
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        index += 1
-        if not line:
-            continue
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            try:
-                end = lines.index(delimiter, index)
-            except ValueError:
-                raise ToolkitError(f"output {name}: no closing delimiter") from None
-            result[name] = "\n".join(lines[index:end])
-            index = end + 1
-        elif "=" in line:
-            name, value = line.split("=", 1)
-            result[name] = value
-        else:
-            raise ToolkitError(f"not an output line: {line!r}")
-    return result
 
 
 def append_outputs(path: Path, outputs: Mapping[str, str]) -> None:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import ToolkitError
+from ..errors import ToolkitError
 
 # Who commits when the user has no git identity configured (the initial commit of `new`).
 FALLBACK_IDENTITY = {

@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ToolkitError, UntrustedTemplateError
-from .resources import builtin_bundle
+from ..data import data_dir
+from ..errors import ToolkitError, UntrustedTemplateError
+
+#: What `new` records as the template source in .copier-answers.yml: a name, not a
+#: path, so the project stays updatable when the toolkit is reinstalled elsewhere.
+BUILTIN_TEMPLATE_SOURCE = "aitbc-plugin:builtin"
+BUNDLE_NAME = "plugin.bundle"
 
 TemplateKind = Literal["builtin", "copier", "cookiecutter"]
 _REMOTE = re.compile(r"^(\w+://|git@|gh:|gl:)|\.git$")
@@ -21,9 +26,10 @@ class TemplateSource:
     kind: TemplateKind
     location: str
 
-    @property
-    def is_copier(self) -> bool:
-        return self.kind in ("builtin", "copier")
+
+def builtin_bundle() -> Path:
+    """The git bundle holding every released version of the plugin template."""
+    return data_dir("templates") / BUNDLE_NAME
 
 
 def resolve_template(spec: str | None) -> TemplateSource:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .errors import ToolkitError
-from .fsutil import write_atomic
-from .gitutil import FALLBACK_IDENTITY, git
+from ..errors import ToolkitError
+from ..files import write_atomic
+from .git import FALLBACK_IDENTITY, git
 
 IGNORED = shutil.ignore_patterns("__pycache__", "*.py[co]", ".mypy_cache", ".pytest_cache",
                                  ".ruff_cache", ".DS_Store")  # fmt: skip
