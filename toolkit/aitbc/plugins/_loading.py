@@ -4,17 +4,20 @@ loop), context, construction, metadata, compatibility and config checks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
+from ._host import Host
 from ._records import PluginRecord
 from ._timeouts import run_with_timeout
 from .base import BasePlugin
 from .config import default_data_dir, validate_document
 from .context import PluginContext
-from .discovery import DiscoveredPlugin, is_module_imported, load_plugin_class
-from .errors import ConfigError, MetadataError, PluginError, PluginLoadError
+from .discovery import is_module_imported, load_plugin_class
+from .errors import MetadataError, PluginError, PluginLoadError
 from .events import PluginEventBus
 from .legacy import LegacyPluginAdapter, looks_like_legacy_plugin
 from .metadata import parse_dependency
@@ -22,81 +25,111 @@ from .status import PluginStatus
 
 _S = PluginStatus
 
-if TYPE_CHECKING:
-    from .manager import PluginManager
+
+def instantiate_now(host: Host, record: PluginRecord) -> bool:
+    """Instantiate without awaiting when no plugin code needs importing (the common case
+    for a host with many plugins: no task per plugin).  False, doing nothing, when an
+    import is needed: then await :func:`instantiate`."""
+    if _enabled(host, record) and not is_module_imported(record.found):
+        return False
+    with _recording(host, record):
+        _check_enabled(host, record)
+        _build(host, record, load_plugin_class(record.found))
+    return True
 
 
-async def _import(manager: PluginManager, found: DiscoveredPlugin) -> type[Any]:
+async def instantiate(host: Host, record: PluginRecord) -> None:
+    """Import, construct and validate; the plugin ends LOADING (or the record ERROR)."""
+    with _recording(host, record):
+        _check_enabled(host, record)
+        _build(host, record, await _import(host, record))
+
+
+def _enabled(host: Host, record: PluginRecord) -> bool:
+    settings = host.settings.plugins.get(record.name)
+    return settings is None or settings.enabled
+
+
+def _check_enabled(host: Host, record: PluginRecord) -> None:
+    if not _enabled(host, record):
+        raise PluginLoadError(f"{record.name} is disabled in the configuration (enabled: false)")
+
+
+async def _import(host: Host, record: PluginRecord) -> type[Any]:
+    found = record.found
     if is_module_imported(found):
         return load_plugin_class(found)
     # Plugin imports run off the loop: a slow import never delays other plugins' events.
     loop = asyncio.get_running_loop()
-    return await run_with_timeout(
-        loop.run_in_executor(None, load_plugin_class, found), manager.settings.lifecycle_timeout
-    )
+    try:
+        return await run_with_timeout(
+            loop.run_in_executor(None, load_plugin_class, found), host.settings.lifecycle_timeout
+        )
+    except asyncio.TimeoutError:
+        raise PluginLoadError(
+            f"importing {found.location} took longer than {host.settings.lifecycle_timeout:g}s"
+        ) from None
 
 
-async def instantiate(manager: PluginManager, record: PluginRecord) -> None:
-    """Import, construct and validate; the plugin ends LOADING (or the record ERROR)."""
-    name = record.name
-    settings = manager.settings.plugins.get(name)
+@contextlib.contextmanager
+def _recording(host: Host, record: PluginRecord) -> Iterator[None]:
+    """On failure: discard the instance, put the reason in the record, raise a PluginError.
+    The time taken is kept either way."""
     started = time.perf_counter()
     try:
-        if settings is not None and not settings.enabled:
-            raise PluginLoadError(f"{name} is disabled in the configuration (enabled: false)")
-        try:
-            cls = await _import(manager, record.found)
-        except asyncio.TimeoutError:
-            raise PluginLoadError(
-                f"importing {record.found.location} took longer than "
-                f"{manager.settings.lifecycle_timeout:g}s"
-            ) from None
-        config = manager.settings.plugin_config(name, manager._redactor, manager._environ)
-        record.plugin = _construct(manager, cls, name, config, record)
-        plugin = record.plugin
-        if plugin.metadata.name != name:
-            raise PluginLoadError(
-                f"{record.found.location} calls itself {plugin.metadata.name!r}, not {name!r}"
-            )
-        incompatible = plugin.metadata.incompatibility()
-        if incompatible:
-            raise PluginLoadError(f"{name} {plugin.metadata.version} {incompatible}")
-        schema = plugin.get_config_schema()
-        if schema:
-            validate_document(config, schema, f"plugins.{name}.config", manager._redactor)
-        deps = [parse_dependency(d) for d in plugin.metadata.dependencies]
-        if settings is not None:
-            deps += [parse_dependency(d) for d in settings.dependencies]
-        record.set_dependencies(deps)
-        plugin.status = _S.LOADING
-    except (PluginError, ConfigError) as exc:
-        manager._discard(record)
-        manager._fail(record, str(exc))
+        yield
+    except PluginError as exc:  # ConfigError included
+        host.discard(record)
+        host.fail(record, str(exc))
         raise
     except Exception as exc:
-        manager._discard(record)
-        reason = f"loading {name} failed: {type(exc).__name__}: {exc}"
-        manager._fail(record, reason)
+        host.discard(record)
+        reason = f"loading {record.name} failed: {type(exc).__name__}: {exc}"
+        host.fail(record, reason)
         raise PluginLoadError(reason) from exc
     finally:
         record.timings["load"] = time.perf_counter() - started
-    manager.plugins[name] = record.plugin
+    assert record.plugin is not None
+    host.plugins[record.name] = record.plugin
+
+
+def _build(host: Host, record: PluginRecord, cls: type[Any]) -> None:
+    name = record.name
+    config = host.settings.plugin_config(name, host.redactor, host.environ)
+    record.plugin = plugin = _construct(host, cls, name, config, record)
+    if plugin.metadata.name != name:
+        raise PluginLoadError(
+            f"{record.found.location} calls itself {plugin.metadata.name!r}, not {name!r}"
+        )
+    incompatible = plugin.metadata.incompatibility()
+    if incompatible:
+        raise PluginLoadError(f"{name} {plugin.metadata.version} {incompatible}")
+    schema = plugin.get_config_schema()
+    if schema:
+        validate_document(config, schema, f"plugins.{name}.config", host.redactor)
+    deps = [parse_dependency(d) for d in plugin.metadata.dependencies]
+    settings = host.settings.plugins.get(name)
+    if settings is not None:
+        deps += [parse_dependency(d) for d in settings.dependencies]
+    record.set_dependencies(deps)
+    plugin.status = _S.LOADING
 
 
 def _construct(
-    manager: PluginManager, cls: type[Any], name: str, config: dict[str, Any], record: PluginRecord
+    host: Host, cls: type[Any], name: str, config: dict[str, Any], record: PluginRecord
 ) -> BasePlugin:
-    data_root = manager.settings.data_dir or default_data_dir()
+    data_root = host.settings.data_dir or default_data_dir()
     data_dir = data_root / name
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.is_dir():  # usually there from an earlier run: a stat, not a failed mkdir
+        data_dir.mkdir(parents=True, exist_ok=True)
     record.temp_dir = tempfile.mkdtemp(prefix=f"aitbc-{name}-")
     context = PluginContext(
         config=config,
         data_dir=str(data_dir),
         temp_dir=record.temp_dir,
-        logger=manager._logger(f"aitbc.plugins.plugin.{name}"),
-        event_bus=PluginEventBus(manager.event_bus, manager._dispatch, name),
-        api_client=manager.api_client,
+        logger=host.logger(f"aitbc.plugins.plugin.{name}"),
+        event_bus=PluginEventBus(host.event_bus, host.dispatch, name),
+        api_client=host.api_client,
     )
     if isinstance(cls, type) and issubclass(cls, BasePlugin):
         try:

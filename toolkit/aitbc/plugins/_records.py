@@ -15,8 +15,9 @@ from .errors import PluginError
 from .status import PluginStatus
 
 
-class StepFailed(PluginError):
-    """A lifecycle step failed; the plugin's record already holds the reason."""
+class RecordedFailure(PluginError):
+    """A lifecycle step failed (or loading, or a dependency cycle); the plugin's
+    record already holds the reason."""
 
 
 @dataclass

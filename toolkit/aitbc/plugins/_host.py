@@ -1,0 +1,175 @@
+"""What the manager's helpers share: the manager's state, and the few services
+(fail, step, teardown, dispatch, ...) they call.  PluginManager owns one Host and
+hands it to _loading, _bringup and _bulk, which never see the manager itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._records import PluginRecord, RecordedFailure
+from ._timeouts import run_with_timeout
+from .base import BasePlugin
+from .config import ManagerConfig
+from .discovery import DiscoveredPlugin, discover
+from .errors import IllegalTransitionError, PluginLoadError, PluginNotFoundError
+from .events import EventBus, EventHandler, deliver
+from .secrets import RedactingFilter, Redactor
+from .status import PluginStatus
+
+_S = PluginStatus
+
+
+class Host:
+    """Settings, per-plugin records and errors, logging, and the lifecycle services."""
+
+    def __init__(
+        self,
+        settings: ManagerConfig,
+        *,
+        event_bus: EventBus,
+        api_client: Any,
+        environ: Mapping[str, str] | None,
+    ) -> None:
+        self.settings = settings
+        self.event_bus = event_bus
+        self.api_client = api_client
+        self.environ = environ
+        self.plugins: dict[str, BasePlugin] = {}
+        self.records: dict[str, PluginRecord] = {}
+        self.errors: dict[str, str] = {}
+        self.redactor = Redactor()
+        self._log_filter = RedactingFilter(self.redactor)
+        self.log = self.logger("aitbc.plugins.manager")
+        self.discovered: dict[str, DiscoveredPlugin] | None = None
+
+    def logger(self, name: str) -> logging.Logger:
+        """A logger that never shows a configured secret."""
+        logger = logging.getLogger(name)
+        if self._log_filter not in logger.filters:
+            logger.addFilter(self._log_filter)
+        return logger
+
+    # -- which plugins exist -------------------------------------------------------------
+    def discover(self) -> list[DiscoveredPlugin]:
+        found = discover(self.settings.plugin_paths)
+        self.discovered = {}
+        for plugin in found:
+            self.discovered.setdefault(plugin.name, plugin)
+        return found
+
+    def record(self, name: str) -> PluginRecord:
+        """The plugin's record, discovering (again) when the name is new."""
+        record = self.records.get(name)
+        if record is not None:
+            return record
+        if self.discovered is None or name not in self.discovered:
+            self.discover()
+        assert self.discovered is not None
+        if name not in self.discovered:
+            raise PluginNotFoundError(f"no plugin named {name!r} in plugin_paths or entry points")
+        record = self.records[name] = PluginRecord(name, self.discovered[name])
+        return record
+
+    # -- failures and steps --------------------------------------------------------------
+    def fail(self, record: PluginRecord, reason: str) -> None:
+        """Put the plugin in ERROR with ``reason`` (redacted), and log it."""
+        reason = self.redactor.text(reason)
+        record.error = reason
+        self.errors[record.name] = reason
+        plugin = record.plugin
+        if plugin is None:
+            record.error_count += 1
+            record.absent_status = _S.ERROR
+        elif plugin.status is _S.ERROR:
+            plugin.last_error = reason
+        else:
+            plugin._record_failure(reason)
+        self.log.warning("plugin %s: %s", record.name, reason)
+
+    def discard(self, record: PluginRecord) -> None:
+        if record.plugin is not None:
+            record.error_count += record.plugin.error_count
+        self.plugins.pop(record.name, None)
+        record.release()
+
+    async def step(self, record: PluginRecord, step: str) -> None:
+        """Run one lifecycle step, bounded in time; raise RecordedFailure when it fails."""
+        plugin = record.plugin
+        if plugin is None:
+            raise PluginLoadError(f"{record.name} is not loaded")
+        timeout = self.settings.lifecycle_timeout
+        started = time.perf_counter()
+        reason: str | None = None
+        try:
+            result = await run_with_timeout(getattr(plugin, step)(), timeout)
+        except IllegalTransitionError as exc:
+            raise PluginLoadError(str(exc)) from None
+        except Exception as exc:
+            reason = describe_exception(step, exc, timeout)
+        else:
+            elapsed = time.perf_counter() - started
+            if result is not True:
+                reason = f"{step} returned {result!r}, expected True"
+            elif elapsed > timeout:
+                reason = (
+                    f"{step} blocked the event loop for {elapsed:.1f}s "
+                    f"(lifecycle_timeout is {timeout:g}s)"
+                )
+        finally:
+            record.timings[step] = time.perf_counter() - started
+        if reason is not None:
+            self.fail(record, f"{record.name}: {reason}")
+            raise RecordedFailure(f"{record.name}: {reason}")
+        record.error = None
+
+    async def teardown(self, record: PluginRecord) -> None:
+        """Stop if active, then clean up; release the instance only when cleanup worked."""
+        if record.status is _S.ACTIVE:
+            # A failed stop leaves ERROR, and ERROR -> UNLOADING is legal: clean up anyway.
+            with contextlib.suppress(RecordedFailure):
+                await self.step(record, "stop")
+        if record.status is _S.LOADING:
+            self.discard(record)
+            return
+        await self.step(record, "cleanup")
+        self.discard(record)
+
+    def requirement_problem(self, record: PluginRecord, dep: str) -> str | None:
+        """Why the loaded ``dep`` does not satisfy ``record``'s requirement, if it does not."""
+        dep_record = self.records.get(dep)
+        if dep_record is None or dep_record.plugin is None:
+            return f"dependency {dep} is not loaded"
+        version = dep_record.plugin.metadata.version
+        wanted = record.dependencies[dep]
+        if not wanted.contains(version, prereleases=True):
+            return f"requires {dep}{wanted}, found {version}"
+        return None
+
+    # -- events --------------------------------------------------------------------------
+    async def dispatch(self, event_type: str, data: dict[str, Any], source: str | None) -> None:
+        """To every active plugin but ``source``, and the host's subscribers."""
+        receivers: list[tuple[str, EventHandler]] = [
+            (name, record.plugin.handle_event)
+            for name, record in self.records.items()
+            if record.plugin is not None and record.status is _S.ACTIVE and name != source
+        ]
+        receivers += self.event_bus.subscribers_for(event_type)
+        failures = await deliver(receivers, event_type, data, self.settings.lifecycle_timeout)
+        for failure in failures:
+            record = self.records.get(failure.receiver)
+            if record is not None:
+                record.error_count += 1
+            self.log.warning(
+                "event %s: %s failed: %s", event_type, failure.receiver, failure.reason
+            )
+
+
+def describe_exception(step: str, exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"{step} timed out after {timeout:g}s"
+    return f"{step} raised {type(exc).__name__}: {exc}"
