@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.testing import CliRunner
-
 from aitbc.plugins import PluginManager, mount_cli_plugins
+from click.testing import CliRunner
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +40,8 @@ async def main() -> int:
         translator: Any = manager.plugins["translation-ai"]
         pairs = [{"source": "hello world", "target": "hallo welt"}]
         await manager.broadcast_event("translation.train", {"pairs": pairs})
-        print("translation-ai after a broadcast:", await translator.predict({"text": "Hello World"}))
+        translated = await translator.predict({"text": "Hello World"})
+        print("translation-ai after a broadcast:", translated)
 
         chain: Any = manager.plugins["bitcoin-integration"]
         tx = await chain.send_transaction({"from": "alice", "to": "bob", "amount": 20})

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filelock import FileLock
@@ -21,7 +22,7 @@ settings.load_profile("aitbc")
 
 REPO = Path(__file__).resolve().parents[1]
 
-PLUGIN_SOURCE = '''
+PLUGIN_SOURCE = """
 import asyncio
 import time
 from typing import Any
@@ -53,7 +54,7 @@ class {cls}(BasePlugin):
 
     async def handle_event(self, event_type: str, data: dict) -> None:
 {handle_event}
-'''
+"""
 
 DEFAULT_STEP = "return True"
 
@@ -119,8 +120,8 @@ def make_plugin(plugin_root: Path) -> Iterator[Callable[..., Path]]:
 
 
 @pytest.fixture
-def manager_config(plugin_root: Path, tmp_path: Path) -> Callable[..., dict]:
-    def config(plugins: dict | None = None, **extra: object) -> dict:
+def manager_config(plugin_root: Path, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    def config(plugins: dict[str, Any] | None = None, **extra: object) -> dict[str, Any]:
         return {
             "plugins": plugins or {},
             "plugin_paths": [str(plugin_root)],
@@ -137,11 +138,13 @@ def _uv() -> list[str]:
     return [sys.executable, "-m", "uv"]
 
 
-def run_checked(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+def run_checked(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result  # type: ignore[no-any-return]
+        raise AssertionError(
+            f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
 
 
 def _shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -23,7 +23,9 @@ CASES = {c.name: c for c in load_cases()}
 CACHED_CHECKS = {"interface", "security", "audit", "lifecycle", "tests", "build"}
 
 
-def certify(*args: str | Path, cache: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def certify(
+    *args: str | Path, cache: Path, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     return subprocess.run([str(TOOL), "certify", *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=600)  # fmt: skip
@@ -82,7 +84,8 @@ def test_certified_plugin_every_output_dist_and_untouched_project(
     entry = report["registry_entry"]
     PluginRegistry.validate({"plugins": [entry]})
     registry = PluginRegistry({"plugins": [entry]})
-    assert registry.get("cli-good", "0.1.0").verify(wheel)
+    release = registry.get("cli-good", "0.1.0")
+    assert release is not None and release.verify(wheel)
     assert entry["compatibility"] == {"min_aitbc_version": "1.0.0", "max_aitbc_version": "2.0.0"}
     assert tree(good) == before  # built in a copy: not a byte, not an mtime changed
     assert (cache / "aitbc-plugin").is_dir()  # XDG_CACHE_HOME is where the cache goes

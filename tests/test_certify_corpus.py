@@ -4,12 +4,12 @@ named; every good generated plugin is certified.  Real tools, real processes."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from certify_support import load_cases, make_project, materialize
-
 from aitbc.plugin_toolkit.certify.model import CheckStatus
 from aitbc.plugin_toolkit.certify.runner import CertifyOptions, certify
+from certify_support import Case, load_cases, make_project, materialize
 from conftest import FAST_POLICY, VULN_DB
 
 pytestmark = pytest.mark.integration
@@ -23,13 +23,13 @@ def fast_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run(project: Path, policy: Path) -> dict:
+def run(project: Path, policy: Path) -> dict[str, Any]:
     report = certify(CertifyOptions(project=project, policy_file=policy, vuln_db=VULN_DB))
     return report.as_dict()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_plugin_fails_only_its_check(case, tmp_path: Path, fast_policy: Path) -> None:
+def test_bad_plugin_fails_only_its_check(case: Case, tmp_path: Path, fast_policy: Path) -> None:
     report = run(materialize(case, tmp_path), fast_policy)
     checks = {c["id"]: c for c in report["checks"]}
     target = checks[case.fails]

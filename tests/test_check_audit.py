@@ -12,9 +12,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aitbc.plugin_toolkit.certify.base import CheckContext, PluginInfo
+from aitbc.plugin_toolkit.certify.base import CheckContext, Lazy, PluginInfo
 from aitbc.plugin_toolkit.certify.checks.audit import AuditCheck
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus, Severity
 from aitbc.plugin_toolkit.certify.osv import (
@@ -26,6 +27,7 @@ from aitbc.plugin_toolkit.certify.osv import (
     parse_record,
 )
 from aitbc.plugin_toolkit.certify.policy import load_policy
+from aitbc.plugin_toolkit.certify.runner import run_check as run_one
 from certify_support import Case, load_cases, make_project, materialize
 from conftest import REPO, make_venv, run_checked
 from hypothesis import given
@@ -66,16 +68,18 @@ def _build(project: Path, sdk_wheel: Path, where: Path) -> Built:
     return Built(project, wheel, Env(python, site), info)
 
 
-def _context(built: Built, tmp_path: Path, **options: object) -> CheckContext:
+def _context(
+    built: Built, tmp_path: Path, tool_timeout_s: float | None = None, **options: Any
+) -> CheckContext:
     policy = load_policy(REPO / "checks")
-    if "tool_timeout_s" in options:
-        policy = dataclasses.replace(policy, tool_timeout_s=options.pop("tool_timeout_s"))
+    if tool_timeout_s is not None:
+        policy = dataclasses.replace(policy, tool_timeout_s=tool_timeout_s)
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
     return CheckContext(
         project=built.project, workdir=built.project, scratch=scratch, policy=policy,
         wheel=built.wheel, plugin=built.plugin, checks_dir=REPO / "checks",
-        plugin_environment=lambda: built.env, **options,  # type: ignore[arg-type]
+        plugin_environment=Lazy(lambda: built.env), **options,
     )  # fmt: skip
 
 
@@ -147,7 +151,7 @@ def _json_record(rid: str, package: str, fixed: str, **extra: object) -> str:
 def test_corpus_case_fails_audit_with_its_reason(
     case: Case, vulnerable: Built, tmp_path: Path
 ) -> None:
-    outcome = AuditCheck().run(_context(vulnerable, tmp_path, vuln_db=ADVISORY_DB))
+    outcome = run_one(AuditCheck(), _context(vulnerable, tmp_path, vuln_db=ADVISORY_DB))
     assert outcome.status.value == case.status, outcome.summary
     assert case.reason in outcome.summary
     assert any(case.reason in f.message for f in outcome.findings)
@@ -156,7 +160,7 @@ def test_corpus_case_fails_audit_with_its_reason(
 def test_vulnerable_dependency_is_named_with_aliases_fix_and_location(
     vulnerable: Built, tmp_path: Path
 ) -> None:
-    outcome = AuditCheck().run(_context(vulnerable, tmp_path, vuln_db=ADVISORY_DB))
+    outcome = run_one(AuditCheck(), _context(vulnerable, tmp_path, vuln_db=ADVISORY_DB))
     assert outcome.status is CheckStatus.FAILED
     (finding,) = outcome.findings
     assert finding.rule == "audit.PYSEC-2024-60"
@@ -170,14 +174,14 @@ def test_vulnerable_dependency_is_named_with_aliases_fix_and_location(
 
 
 def test_fixed_version_passes(fixed: Built, tmp_path: Path) -> None:
-    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=ADVISORY_DB))
+    outcome = run_one(AuditCheck(), _context(fixed, tmp_path, vuln_db=ADVISORY_DB))
     assert outcome.status is CheckStatus.PASSED, outcome.summary
     assert outcome.summary.startswith("no known vulnerabilities in 1 dependency")
     assert outcome.details["audited"] == ["idna==3.7"]
 
 
 def test_plugin_without_third_party_dependencies_passes(plain: Built, tmp_path: Path) -> None:
-    outcome = AuditCheck().run(_context(plain, tmp_path, vuln_db=ADVISORY_DB))
+    outcome = run_one(AuditCheck(), _context(plain, tmp_path, vuln_db=ADVISORY_DB))
     assert outcome.status is CheckStatus.PASSED
     assert outcome.summary == "no third-party runtime dependencies"
     assert "aitbc-plugins" in outcome.details["excluded"]
@@ -185,11 +189,11 @@ def test_plugin_without_third_party_dependencies_passes(plain: Built, tmp_path: 
 
 # -- never a pass when something could not be audited ------------------------------
 def test_online_audit_here_is_incomplete_not_passed(vulnerable: Built, tmp_path: Path) -> None:
-    outcome = AuditCheck().run(_context(vulnerable, tmp_path))
+    outcome = run_one(AuditCheck(), _context(vulnerable, tmp_path))
     assert outcome.status is CheckStatus.INCOMPLETE, outcome.summary
     assert "could not audit 1 of 1 dependencies (idna 3.6)" in outcome.summary
     assert "--vuln-db" in outcome.summary
-    assert outcome.details["allowed"] is False
+    assert outcome.allowed is False
     assert "idna" in outcome.details["unaudited"]
     assert outcome.findings[0].rule == "audit.incomplete"
 
@@ -197,15 +201,15 @@ def test_online_audit_here_is_incomplete_not_passed(vulnerable: Built, tmp_path:
 def test_allowed_incomplete_audit_stays_incomplete_and_says_allowed(
     fixed: Built, tmp_path: Path
 ) -> None:
-    outcome = AuditCheck().run(_context(fixed, tmp_path, allow_incomplete_audit=True))
+    outcome = run_one(AuditCheck(), _context(fixed, tmp_path, allow_incomplete_audit=True))
     assert outcome.status is CheckStatus.INCOMPLETE
-    assert outcome.details["allowed"] is True
+    assert outcome.allowed is True
     assert "allowed by --allow-incomplete-audit" in outcome.summary
 
 
 def test_unreachable_service_is_incomplete(fixed: Built, tmp_path: Path, closed_port: int) -> None:
     url = f"http://127.0.0.1:{closed_port}/v1/query"
-    outcome = AuditCheck().run(_context(fixed, tmp_path, extra={"osv_url": url}))
+    outcome = run_one(AuditCheck(), _context(fixed, tmp_path, osv_url=url))
     assert outcome.status is CheckStatus.INCOMPLETE, outcome.summary
     assert "vulnerability service unreachable" in outcome.summary
     assert "Connection refused" in outcome.findings[0].message
@@ -214,8 +218,8 @@ def test_unreachable_service_is_incomplete(fixed: Built, tmp_path: Path, closed_
 def test_service_that_never_answers_is_an_error_in_bounded_time(
     fixed: Built, tmp_path: Path, silent_server: str
 ) -> None:
-    context = _context(fixed, tmp_path, extra={"osv_url": silent_server}, tool_timeout_s=4.0)
-    outcome = AuditCheck().run(context)
+    context = _context(fixed, tmp_path, osv_url=silent_server, tool_timeout_s=4.0)
+    outcome = run_one(AuditCheck(), context)
     assert outcome.status is CheckStatus.ERROR
     assert outcome.summary == "pip-audit timed out after 4s"
     assert outcome.duration_s < 10
@@ -223,8 +227,8 @@ def test_service_that_never_answers_is_an_error_in_bounded_time(
 
 def test_service_errors_are_errors(fixed: Built, tmp_path: Path) -> None:
     with OsvServer(load_index(ADVISORY_DB)) as url:  # a path it answers 404 on
-        context = _context(fixed, tmp_path, extra={"osv_url": url.replace("query", "nope")})
-        outcome = AuditCheck().run(context)
+        context = _context(fixed, tmp_path, osv_url=url.replace("query", "nope"))
+        outcome = run_one(AuditCheck(), context)
     assert outcome.status is CheckStatus.ERROR
     assert outcome.summary.startswith("pip-audit failed (exit 1)")
 
@@ -236,7 +240,7 @@ def test_unreadable_record_for_a_dependency_is_incomplete(
     db = record_db(
         {"idna/TEST-1.json": broken, "other/TEST-2.json": _json_record("TEST-2", "x", "1")}
     )
-    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=db))
+    outcome = run_one(AuditCheck(), _context(fixed, tmp_path, vuln_db=db))
     assert outcome.status is CheckStatus.INCOMPLETE
     assert "TEST-1.json" in outcome.findings[0].message
     assert "'not a version' is not a PEP 440 version" in outcome.summary
@@ -248,7 +252,7 @@ def test_package_with_no_record_is_not_vulnerable(
     db = record_db(
         {"other/TEST-2.yaml": "id: TEST-2\naffected:\n- package: {name: x, ecosystem: PyPI}\n"}
     )
-    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=db))
+    outcome = run_one(AuditCheck(), _context(fixed, tmp_path, vuln_db=db))
     assert outcome.status is CheckStatus.PASSED, outcome.summary
 
 
@@ -257,7 +261,8 @@ def test_json_records_and_explicit_severity(
 ) -> None:
     record = _json_record("GHSA-xxxx", "idna", "3.8", aliases=["CVE-0000-1"],
                           database_specific={"severity": "MODERATE"})  # fmt: skip
-    outcome = AuditCheck().run(_context(fixed, tmp_path, vuln_db=record_db({"a.json": record})))
+    context = _context(fixed, tmp_path, vuln_db=record_db({"a.json": record}))
+    outcome = run_one(AuditCheck(), context)
     assert outcome.status is CheckStatus.FAILED
     (finding,) = outcome.findings
     # pip-audit names a vulnerability by its PYSEC or CVE id first, the others are aliases
@@ -271,15 +276,15 @@ def test_database_without_records_is_an_error(
 ) -> None:
     db = record_db(files)
     db.mkdir(exist_ok=True)
-    outcome: CheckResult = AuditCheck().run(_context(fixed, tmp_path, vuln_db=db))
+    outcome: CheckResult = run_one(AuditCheck(), _context(fixed, tmp_path, vuln_db=db))
     assert outcome.status is CheckStatus.ERROR
     assert outcome.summary == f"no OSV records in {db}"
 
 
 def test_no_plugin_environment_is_an_error(fixed: Built, tmp_path: Path) -> None:
     context = _context(fixed, tmp_path, vuln_db=ADVISORY_DB)
-    context.plugin_environment = None
-    assert AuditCheck().run(context).status is CheckStatus.ERROR
+    context = dataclasses.replace(context, plugin_environment=None)
+    assert run_one(AuditCheck(), context).status is CheckStatus.ERROR
 
 
 # -- cache inputs, the server itself -------------------------------------------------
@@ -296,7 +301,7 @@ def test_cache_inputs_are_the_db_the_installed_metadata_and_declarations(
     assert vulnerable.project / "requirements.txt" in inputs  # findings point into it
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(url, data=body, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -312,7 +317,7 @@ def test_server_answers_the_osv_query_api() -> None:
         query = {"package": {"name": "IDNA", "ecosystem": "PyPI"}, "version": "3.6"}
         status, body = _post(url, json.dumps(query).encode())
         assert status == 200
-        (vuln,) = body["vulns"]  # type: ignore[misc]
+        (vuln,) = body["vulns"]
         assert vuln["id"] == "PYSEC-2024-60" and vuln["published"] == "2024-07-07T18:15:00Z"
         assert _post(url, json.dumps({**query, "version": "3.7"}).encode()) == (200, {})
         assert _post(url, b"{not json")[0] == 400

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from certify_support import load_cases, make_project, materialize
-
-from aitbc.plugin_toolkit.certify.base import CheckContext
-from aitbc.plugin_toolkit.certify.distributions import plugin_info
+from aitbc.plugin_toolkit.certify.base import CheckContext, Lazy
 from aitbc.plugin_toolkit.certify.checks.interface import InterfaceCheck
+from aitbc.plugin_toolkit.certify.distributions import plugin_info
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus
 from aitbc.plugin_toolkit.certify.policy import Policy, load_policy
+from aitbc.plugin_toolkit.certify.runner import run_check as run_one
+from certify_support import Case, load_cases, make_project, materialize
 from conftest import REPO, make_venv, run_checked
 
 pytestmark = pytest.mark.integration
@@ -49,9 +49,9 @@ def run_check(
     context = CheckContext(
         project=project, workdir=project, scratch=scratch,
         policy=policy or load_policy(CHECKS_DIR), wheel=wheel, plugin=info,
-        checks_dir=CHECKS_DIR, plugin_environment=lambda: Environment(python),
+        checks_dir=CHECKS_DIR, plugin_environment=Lazy(lambda: Environment(python)),
     )  # fmt: skip
-    return InterfaceCheck().run(context)
+    return run_one(InterfaceCheck(), context)
 
 
 def handmade(tmp_path: Path, plugin: str, entry: str = "hand_made.plugin:HandMadePlugin",
@@ -66,12 +66,14 @@ def handmade(tmp_path: Path, plugin: str, entry: str = "hand_made.plugin:HandMad
             (project / name).write_text(text)
             archive.writestr(f"hand_made/{name}", text)
         info = "hand_made-1.0.0.dist-info"
-        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: hand-made\nVersion: 1.0.0\n")
+        archive.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: hand-made\nVersion: 1.0.0\n"
+        )
         archive.writestr(f"{info}/entry_points.txt", f"[aitbc.plugins]\nhand-made = {entry}\n")
     return project, wheel
 
 
-PLUGIN = '''from typing import Any
+PLUGIN = """from typing import Any
 
 from aitbc.plugins import BasePlugin, PluginMetadata
 
@@ -96,7 +98,7 @@ class HandMadePlugin(BasePlugin):
 
     async def cleanup(self) -> bool:
         return True
-'''
+"""
 
 
 def line_of(project: Path, text: str, file: str = "plugin.py") -> int:
@@ -124,7 +126,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pat
 
 
 @pytest.mark.parametrize("name", [*KINDS, "spec-flat"])
-def test_good_plugins_pass(name: str, built: dict, python: Path, tmp_path: Path) -> None:
+def test_good_plugins_pass(
+    name: str, built: dict[str, tuple[Path, Path]], python: Path, tmp_path: Path
+) -> None:
     outcome = run_check(*built[name], tmp_path, python)
     assert outcome.status is CheckStatus.PASSED, outcome
     assert "implements its kind's interface" in outcome.summary
@@ -132,7 +136,9 @@ def test_good_plugins_pass(name: str, built: dict, python: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_corpus_case_fails_with_its_reason(case, built: dict, python: Path, tmp_path: Path) -> None:
+def test_corpus_case_fails_with_its_reason(
+    case: Case, built: dict[str, tuple[Path, Path]], python: Path, tmp_path: Path
+) -> None:
     project, wheel = built[case.name]
     outcome = run_check(project, wheel, tmp_path, python)
     assert outcome.status.value == case.status
@@ -140,8 +146,11 @@ def test_corpus_case_fails_with_its_reason(case, built: dict, python: Path, tmp_
     assert finding.file == "plugin.py"
     assert finding.severity.value == "high"
     assert len(outcome.findings) == 1, outcome.findings  # no echo from the probe
-    method = {"interface-signature": "def get_balance", "interface-sync-method": "def train(self",
-              "interface-missing-method": "class InterfaceMissingMethodPlugin"}[case.name]  # fmt: skip
+    method = {
+        "interface-signature": "def get_balance",
+        "interface-sync-method": "def train(self",
+        "interface-missing-method": "class InterfaceMissingMethodPlugin",
+    }[case.name]
     assert finding.line == line_of(project, method)
 
 
@@ -158,8 +167,10 @@ def test_untyped_sync_override_of_an_async_method(python: Path, tmp_path: Path) 
 
 
 def test_type_ignore_does_not_hide_an_interface_error(python: Path, tmp_path: Path) -> None:
-    plugin = PLUGIN.replace("    async def cleanup(self) -> bool:",
-                            "    async def cleanup(self, force: bool) -> bool:  # type: ignore[override]")  # fmt: skip
+    plugin = PLUGIN.replace(
+        "    async def cleanup(self) -> bool:",
+        "    async def cleanup(self, force: bool) -> bool:  # type: ignore[override]",
+    )
     project, wheel = handmade(tmp_path, "# mypy: ignore-errors\n" + plugin)
     outcome = run_check(project, wheel, tmp_path / "scratch", python)
     assert outcome.status is CheckStatus.FAILED
@@ -171,7 +182,9 @@ def test_type_ignore_does_not_hide_an_interface_error(python: Path, tmp_path: Pa
     assert (project / "plugin.py").read_text().startswith("# mypy: ignore-errors")  # untouched
 
 
-def test_type_errors_outside_the_interface_are_listed_not_failed(python: Path, tmp_path: Path) -> None:
+def test_type_errors_outside_the_interface_are_listed_not_failed(
+    python: Path, tmp_path: Path
+) -> None:
     plugin = PLUGIN + "\n    def total(self) -> int:\n        return 'not an int'\n"
     project, wheel = handmade(tmp_path, plugin)
     outcome = run_check(project, wheel, tmp_path / "scratch", python)
@@ -184,8 +197,12 @@ def test_type_errors_outside_the_interface_are_listed_not_failed(python: Path, t
 
 def test_re_exported_class_is_located_at_its_definition(python: Path, tmp_path: Path) -> None:
     plugin = PLUGIN.replace("    async def start(self) -> bool:\n        return True\n", "")
-    project, wheel = handmade(tmp_path, plugin, "hand_made:HandMadePlugin",
-                              **{"__init__.py": "from .plugin import HandMadePlugin\n"})  # fmt: skip
+    project, wheel = handmade(
+        tmp_path,
+        plugin,
+        "hand_made:HandMadePlugin",
+        **{"__init__.py": "from .plugin import HandMadePlugin\n"},
+    )
     outcome = run_check(project, wheel, tmp_path / "scratch", python)
     [finding] = outcome.findings
     assert 'abstract attribute "start"' in finding.message

@@ -9,13 +9,15 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aitbc.plugin_toolkit.certify.base import CheckContext
-from aitbc.plugin_toolkit.certify.distributions import plugin_info
+from aitbc.plugin_toolkit.certify.base import CheckContext, Lazy
 from aitbc.plugin_toolkit.certify.checks.lifecycle import LifecycleCheck
+from aitbc.plugin_toolkit.certify.distributions import plugin_info
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus
 from aitbc.plugin_toolkit.certify.policy import Policy, load_policy
+from aitbc.plugin_toolkit.certify.runner import run_check as run_one
 from certify_support import load_cases, make_project, materialize
 from conftest import REPO, make_venv, run_checked
 from filelock import FileLock
@@ -31,7 +33,11 @@ CASES = sorted(p.name for p in CORPUS.glob("lifecycle-*"))
 CORPUS_CASES = {case.name: case for case in load_cases()}
 KINDS = ("base", "cli", "blockchain", "ai")
 STEP_S = 2.0
-POLICY = replace(load_policy(CHECKS), step_timeout_s=STEP_S, total_timeout_s=30.0, cpu_s=20)
+_DEFAULT = load_policy(CHECKS)
+POLICY = replace(
+    _DEFAULT,
+    lifecycle=replace(_DEFAULT.lifecycle, step_timeout_s=STEP_S, total_timeout_s=30.0, cpu_s=20),
+)
 
 # case -> (rule, text of the plugin.py line the finding points at, or None)
 EXPECTED = {
@@ -70,7 +76,19 @@ def generate(name: str, kind: str, destination: Path) -> Path:
 
 def build_wheel(project: Path, out: Path) -> Path:
     target = out / project.name
-    run_checked([sys.executable, "-m", "uv", "build", "-q", "--wheel", "--out-dir", str(target), str(project)])
+    run_checked(
+        [
+            sys.executable,
+            "-m",
+            "uv",
+            "build",
+            "-q",
+            "--wheel",
+            "--out-dir",
+            str(target),
+            str(project),
+        ]
+    )
     return next(target.glob("*.whl"))
 
 
@@ -86,18 +104,24 @@ def plugins(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Plugin
     with FileLock(str(root) + ".lock"):
         if not (root / "ready").exists():
             shutil.rmtree(root, ignore_errors=True)
-            projects = [generate(name, kind, root / "src") for name, kind in names.items()]
+            sources = [generate(name, kind, root / "src") for name, kind in names.items()]
             with ThreadPoolExecutor(2) as pool:
-                wheels = list(pool.map(lambda p: build_wheel(p, root / "wheels"), projects))
+                wheels = list(pool.map(lambda p: build_wheel(p, root / "wheels"), sources))
             make_venv(root / "venv", str(sdk_wheel), "pytest", *map(str, wheels))
             (root / "ready").write_text("")
     python = root / "venv" / "bin" / "python"
-    site = run_checked([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
-    projects = {name: (root / "src" / name, next((root / "wheels" / name).glob("*.whl"))) for name in names}
+    site = run_checked(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+    )
+    projects = {
+        name: (root / "src" / name, next((root / "wheels" / name).glob("*.whl"))) for name in names
+    }
     return Plugins(Environment(python, Path(site.stdout.strip())), projects)
 
 
-def context_for(plugins: Plugins, name: str, scratch: Path, policy: Policy = POLICY, **changes: object) -> CheckContext:
+def context_for(
+    plugins: Plugins, name: str, scratch: Path, policy: Policy = POLICY, **changes: Any
+) -> CheckContext:
     project, wheel = plugins.projects[name]
     info, problem = plugin_info(wheel)
     assert info is not None, problem
@@ -109,9 +133,9 @@ def context_for(plugins: Plugins, name: str, scratch: Path, policy: Policy = POL
         wheel=wheel,
         plugin=info,
         checks_dir=CHECKS,
-        plugin_environment=lambda: plugins.environment,
+        plugin_environment=Lazy(lambda: plugins.environment),
     )
-    return replace(context, **changes)  # type: ignore[arg-type]
+    return replace(context, **changes)
 
 
 def processes_under(folder: Path) -> list[int]:
@@ -131,7 +155,7 @@ def processes_under(folder: Path) -> list[int]:
 
 
 def run_check(context: CheckContext) -> CheckResult:
-    outcome = LifecycleCheck().run(context)
+    outcome = run_one(LifecycleCheck(), context)
     assert processes_under(context.scratch) == []  # nothing outlives the check
     return outcome
 
@@ -142,7 +166,12 @@ def test_good_plugins_pass(plugins: Plugins, tmp_path: Path, kind: str) -> None:
     assert outcome.status is CheckStatus.PASSED, outcome
     assert outcome.findings == ()
     assert outcome.summary.startswith("11 steps passed")
-    assert [s["step"] for s in outcome.details["steps"]][-4:] == ["start again", "stop again", "cleanup", "after cleanup"]
+    assert [s["step"] for s in outcome.details["steps"]][-4:] == [
+        "start again",
+        "stop again",
+        "cleanup",
+        "after cleanup",
+    ]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -151,7 +180,9 @@ def test_corpus_cases_fail_for_their_reason(plugins: Plugins, tmp_path: Path, ca
     assert spec["fails"] == "lifecycle"
     outcome = run_check(context_for(plugins, case, tmp_path))
     assert outcome.status.value == spec["status"], outcome
-    assert any(spec["reason"] in text for text in [outcome.summary, *(f.message for f in outcome.findings)]), outcome
+    assert any(
+        spec["reason"] in text for text in [outcome.summary, *(f.message for f in outcome.findings)]
+    ), outcome
     rule, marker = EXPECTED[case]
     first = outcome.findings[0]
     assert first.rule == rule, outcome
@@ -172,8 +203,12 @@ def test_each_leak_is_named(plugins: Plugins, tmp_path: Path) -> None:
     }
     assert messages["lifecycle-leak-file"].startswith("step after cleanup: leaked file /")
     assert "/data/lifecycle-leak-file/events.log (fd " in messages["lifecycle-leak-file"]
-    assert messages["lifecycle-leak-socket"].startswith("step after cleanup: leaked socket AF_INET/SOCK_DGRAM at ('127.0.0.1', ")
-    assert messages["lifecycle-leak-task"].startswith("step after cleanup: leaked asyncio task LifecycleLeakTaskPlugin._beat")
+    assert messages["lifecycle-leak-socket"].startswith(
+        "step after cleanup: leaked socket AF_INET/SOCK_DGRAM at ('127.0.0.1', "
+    )
+    assert messages["lifecycle-leak-task"].startswith(
+        "step after cleanup: leaked asyncio task LifecycleLeakTaskPlugin._beat"
+    )
 
 
 def test_corpus_plugins_pass_their_own_tests(plugins: Plugins, tmp_path: Path) -> None:
@@ -198,10 +233,10 @@ def test_could_not_check_is_an_error_never_a_pass(plugins: Plugins, tmp_path: Pa
     bare = Environment(make_venv(tmp_path / "bare"), tmp_path / "bare")  # no SDK in it
     no_steps = tmp_path / "checks"
     no_steps.mkdir()
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "no environment": {"plugin_environment": None},
-        "environment failed": {"plugin_environment": broken},
-        "no SDK": {"plugin_environment": lambda: bare},
+        "environment failed": {"plugin_environment": Lazy(broken)},
+        "no SDK": {"plugin_environment": Lazy(lambda: bare)},
         "no wheel": {"wheel": None},
         "no conformance steps": {"checks_dir": no_steps},
     }
@@ -216,7 +251,7 @@ def test_could_not_check_is_an_error_never_a_pass(plugins: Plugins, tmp_path: Pa
 
 
 def test_a_tighter_policy_applies(plugins: Plugins, tmp_path: Path) -> None:
-    policy = replace(POLICY, step_timeout_s=1.0)
+    policy = replace(POLICY, lifecycle=replace(POLICY.lifecycle, step_timeout_s=1.0))
     began = os.times().elapsed
     outcome = run_check(context_for(plugins, "lifecycle-hang", tmp_path, policy=policy))
     assert outcome.findings[0].message == "step start: hung (no answer within 1s)"

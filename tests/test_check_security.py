@@ -10,13 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from certify_support import load_cases, make_project, materialize
-
 from aitbc.plugin_toolkit.certify.base import CheckContext
-from aitbc.plugin_toolkit.certify.distributions import plugin_info
 from aitbc.plugin_toolkit.certify.checks.security import SecurityCheck, parse_nosec
+from aitbc.plugin_toolkit.certify.distributions import plugin_info
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus
 from aitbc.plugin_toolkit.certify.policy import Policy, load_policy
+from aitbc.plugin_toolkit.certify.runner import run_check as run_one
+from certify_support import Case, load_cases, make_project, materialize
 from conftest import REPO, run_checked
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,9 @@ def build_wheel(project: Path, out: Path) -> Path:
     return next(out.glob("*.whl"))
 
 
-def run_check(project: Path, wheel: Path, scratch: Path, policy: Policy | None = None) -> CheckResult:
+def run_check(
+    project: Path, wheel: Path, scratch: Path, policy: Policy | None = None
+) -> CheckResult:
     info, problem = plugin_info(wheel)
     assert info is not None, problem
     scratch.mkdir(parents=True, exist_ok=True)
@@ -43,7 +45,7 @@ def run_check(project: Path, wheel: Path, scratch: Path, policy: Policy | None =
         project=project, workdir=project, scratch=scratch, policy=policy or default_policy(),
         wheel=wheel, plugin=info, checks_dir=CHECKS_DIR,
     )  # fmt: skip
-    return SecurityCheck().run(context)
+    return run_one(SecurityCheck(), context)
 
 
 def handmade(tmp_path: Path, files: dict[str, str], module: str = "hand_made") -> tuple[Path, Path]:
@@ -56,18 +58,22 @@ def handmade(tmp_path: Path, files: dict[str, str], module: str = "hand_made") -
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             (project / name).write_text(text)
             archive.writestr(f"{module}/{name}", text)
-        archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0.0\n")
-        archive.writestr(f"{info}/entry_points.txt",
-                         f"[aitbc.plugins]\nhand-made = {module}.plugin:HandMadePlugin\n")  # fmt: skip
+        archive.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0.0\n"
+        )
+        archive.writestr(
+            f"{info}/entry_points.txt",
+            f"[aitbc.plugins]\nhand-made = {module}.plugin:HandMadePlugin\n",
+        )
     return project, wheel
 
 
-SHELL_HOOK = '''import subprocess
+SHELL_HOOK = """import subprocess
 
 
 def run_hook(command: str) -> int:
     return subprocess.call(command, shell=True){comment}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +91,9 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_good_generated_plugins_pass(kind: str, generated: dict, tmp_path: Path) -> None:
+def test_good_generated_plugins_pass(
+    kind: str, generated: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
     outcome = run_check(*generated[kind], tmp_path)
     assert outcome.status is CheckStatus.PASSED, outcome
     assert outcome.findings == ()
@@ -94,7 +102,9 @@ def test_good_generated_plugins_pass(kind: str, generated: dict, tmp_path: Path)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_corpus_case_fails_with_its_reason(case, generated: dict, tmp_path: Path) -> None:
+def test_corpus_case_fails_with_its_reason(
+    case: Case, generated: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
     project, wheel = generated[case.name]
     outcome = run_check(project, wheel, tmp_path)
     assert outcome.status.value == case.status
@@ -104,6 +114,7 @@ def test_corpus_case_fails_with_its_reason(case, generated: dict, tmp_path: Path
     assert finding.severity.value == "high"
     assert finding.file == "plugin.py"  # the project file, not the wheel's path
     lines = (project / "plugin.py").read_text().splitlines()
+    assert finding.line is not None
     assert "shell=True" in lines[finding.line - 1]
     # `import subprocess` (B404) is low severity: listed, not failed.
     assert [b["rule"] for b in outcome.details["below_threshold"]] == ["security.B404"]

@@ -6,9 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import pytest
 import github_runner as runner
+import pytest
 from aitbc.plugin_toolkit.ci import github as ci
 from aitbc.plugin_toolkit.ci import matrix as ci_matrix
 from aitbc.plugin_toolkit.errors import ToolkitError
@@ -18,7 +19,9 @@ from hypothesis import strategies as st
 CLI = [sys.executable, "-m", "aitbc.plugin_toolkit"]
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
@@ -26,7 +29,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=full_env)
 
 
-def report(certified: bool = False, checks: list | None = None, entry: dict | None = None) -> dict:
+def report(
+    certified: bool = False,
+    checks: list[dict[str, Any]] | None = None,
+    entry: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "certified": certified,
         "plugin": {"name": "demo", "version": "1.0.0"},
@@ -37,7 +44,7 @@ def report(certified: bool = False, checks: list | None = None, entry: dict | No
     }
 
 
-def entry(name: str, version: str, **extra: object) -> dict:
+def entry(name: str, version: str, **extra: object) -> dict[str, Any]:
     return {"name": name, "version": version, "description": "d", "author": "a",
             "license": "MIT", **extra}  # fmt: skip
 
@@ -154,7 +161,7 @@ def test_registry_plan_clones_each_release_at_its_tag(tmp_path: Path) -> None:
 
 
 # -- merging --------------------------------------------------------------------------------
-def write_result(folder: Path, data: dict, item: dict | None = None) -> None:
+def write_result(folder: Path, data: dict[str, Any], item: dict[str, Any] | None = None) -> None:
     folder.mkdir(parents=True)
     (folder / "certification.json").write_text(json.dumps(data))
     if item is not None:
@@ -231,8 +238,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...])
     (tmp_path / "registry").write_text(json.dumps({"plugins": [entry("a", "1.0.0")]}))
     (tmp_path / "report").write_text(json.dumps(report(True)))
     write_result(tmp_path / "results" / "x", report(True))
-    names = {"missing": "missing", "notjson": "notjson", "notreport": "notreport", "dir": "dir",
-             "registry": "registry", "results": "results", "out": "out", "report": "report"}  # fmt: skip
+    names = {
+        "missing": "missing",
+        "notjson": "notjson",
+        "notreport": "notreport",
+        "dir": "dir",
+        "registry": "registry",
+        "results": "results",
+        "out": "out",
+        "report": "report",
+    }
     concrete = [str(tmp_path / names[a[1:-1]]) if a[1:-1] in names else a for a in args]
     result = run_cli("ci", *concrete, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from aitbc.plugin_toolkit.scaffold.git import git
 from aitbc.plugin_toolkit.scaffold.bundle import IGNORED, bundle_versions
+from aitbc.plugin_toolkit.scaffold.git import git
 from conftest import REPO, VULN_DB, make_venv
 
 TEMPLATE = REPO / "templates" / "plugin"
@@ -50,8 +49,13 @@ def test_shipped_bundle_holds_the_current_template(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["base", "cli", "blockchain", "ai"])
 def test_new_project_passes_its_own_tests(kind: str, tmp_path: Path) -> None:
-    made = subprocess.run([*CLI, "new", f"fresh-{kind}", "--kind", kind, "--defaults"],
-                          cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+    made = subprocess.run(
+        [*CLI, "new", f"fresh-{kind}", "--kind", kind, "--defaults"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith(f"Created fresh-{kind} ({kind}) in fresh-{kind}: 14 files")
     project = tmp_path / f"fresh-{kind}"
@@ -61,7 +65,9 @@ def test_new_project_passes_its_own_tests(kind: str, tmp_path: Path) -> None:
     assert tests.returncode == 0, tests.stdout + tests.stderr
 
 
-def converse(argv: list[str], cwd: Path, replies: dict[str, list[str]], timeout: float = 60):
+def converse(
+    argv: list[str], cwd: Path, replies: dict[str, list[str]], timeout: float = 60
+) -> tuple[int, str]:
     """Run ``argv`` in a real terminal; answer prompts containing a key with its next reply
     (clearing the pre-filled default first), and press Enter on any other prompt."""
     pid, fd = pty.fork()

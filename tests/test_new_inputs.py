@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from aitbc.plugin_toolkit.errors import ToolkitError
 from aitbc.plugin_toolkit.scaffold.names import check_plugin_name
+from hypothesis import given
+from hypothesis import strategies as st
 
 CLI = [sys.executable, "-m", "aitbc.plugin_toolkit"]
 
@@ -87,7 +86,9 @@ def test_name_check_raises_only_toolkit_error(name: str) -> None:
 
 
 # -- external templates ---------------------------------------------------------------
-def write_copier_template(root: Path, extra_config: str = "", files: dict[str, str] | None = None) -> Path:
+def write_copier_template(
+    root: Path, extra_config: str = "", files: dict[str, str] | None = None
+) -> Path:
     root.mkdir()
     (root / "copier.yml").write_text(
         "plugin_name:\n  type: str\nkind:\n  type: str\n  default: base\n" + extra_config
@@ -104,7 +105,9 @@ def write_cookiecutter_template(root: Path, hook: str | None = None) -> Path:
     (root / "cookiecutter.json").write_text(json.dumps(
         {"project_name": "x", "project_slug": "{{ cookiecutter.project_name }}", "author": "me"}
     ))  # fmt: skip
-    (project / "README.md").write_text("{{ cookiecutter.project_name }} by {{ cookiecutter.author }}\n")
+    (project / "README.md").write_text(
+        "{{ cookiecutter.project_name }} by {{ cookiecutter.author }}\n"
+    )
     if hook is not None:
         (root / "hooks").mkdir()
         (root / "hooks" / "post_gen_project.py").write_text(hook)

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from aitbc.plugin_toolkit.certify.policy import CHECK_IDS, Policy, load_policy
+from aitbc.plugin_toolkit.certify.checks import check_ids
+from aitbc.plugin_toolkit.certify.policy import Policy, load_policy
 from aitbc.plugin_toolkit.errors import ToolkitError
 from conftest import REPO
 from hypothesis import given
@@ -27,7 +28,7 @@ VALUES = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(["low", "medium", "high", "extreme", ""]),
     st.text(max_size=8),
-    st.lists(st.sampled_from([*CHECK_IDS, "speed"]), max_size=4),
+    st.lists(st.sampled_from([*check_ids(), "speed"]), max_size=4),
 )
 
 
@@ -54,7 +55,9 @@ def policy_files(draw: st.DrawFn) -> str:
 
 
 @given(text=policy_files())
-def test_any_policy_file_loads_or_is_refused_by_name(tmp_path_factory, text: str) -> None:
+def test_any_policy_file_loads_or_is_refused_by_name(
+    tmp_path_factory: pytest.TempPathFactory, text: str
+) -> None:
     path = tmp_path_factory.mktemp("p") / "policy.toml"
     path.write_text(text, encoding="utf-8")
     try:
@@ -62,16 +65,17 @@ def test_any_policy_file_loads_or_is_refused_by_name(tmp_path_factory, text: str
     except ToolkitError as exc:
         assert str(path) in str(exc)
         return
-    assert isinstance(policy, Policy) and set(policy.required) <= set(CHECK_IDS)
-    assert policy.memory_mb > 0 and policy.step_timeout_s > 0 and policy.tool_timeout_s > 0
+    assert isinstance(policy, Policy) and set(policy.required) <= set(check_ids())
+    limits = policy.lifecycle
+    assert limits.memory_mb > 0 and limits.step_timeout_s > 0 and policy.tool_timeout_s > 0
     assert policy.security_severity in ("low", "medium", "high")
 
 
 def test_defaults_are_the_shipped_file() -> None:
     policy = load_policy(CHECKS)
-    assert policy.required == CHECK_IDS
+    assert policy.required == check_ids()
     assert (policy.security_severity, policy.security_confidence) == ("medium", "medium")
-    assert policy.memory_mb == 1024 and not policy.allow_incomplete_audit
+    assert policy.lifecycle.memory_mb == 1024 and not policy.allow_incomplete_audit
 
 
 def test_an_override_replaces_only_what_it_sets(tmp_path: Path) -> None:
@@ -79,7 +83,8 @@ def test_an_override_replaces_only_what_it_sets(tmp_path: Path) -> None:
     path.write_text("[security]\nseverity = 'high'\n[lifecycle]\nmemory_mb = 512\n")
     policy = load_policy(CHECKS, path)
     assert policy.security_severity == "high" and policy.security_confidence == "medium"
-    assert policy.memory_mb == 512 and policy.cpu_s == load_policy(CHECKS).cpu_s
+    assert policy.lifecycle.memory_mb == 512
+    assert policy.lifecycle.cpu_s == load_policy(CHECKS).lifecycle.cpu_s
     assert policy.source == str(path)
     assert policy.fingerprint() != load_policy(CHECKS).fingerprint()  # the cache sees it
 

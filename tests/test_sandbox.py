@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from aitbc.plugins.sandbox import Limits, ProtocolError, SandboxResult, run_conformance
-from aitbc.plugins.sandbox.protocol import decode, encode
 from aitbc.plugins.sandbox.leaks import find_leaks, settle_and_find_leaks, take_snapshot
+from aitbc.plugins.sandbox.protocol import decode, encode
 from conftest import make_venv
 
 FAST = Limits(step_timeout_s=1.0, total_timeout_s=20.0, memory_mb=512, cpu_s=10)

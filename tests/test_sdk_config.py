@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from aitbc.plugins import ConfigError, ManagerConfig, SecretStr
 from aitbc.plugins.config import parse_yaml
 from aitbc.plugins.secrets import RedactingFilter, Redactor
+from hypothesis import given
+from hypothesis import strategies as st
 
 SPEC_EXAMPLE = """
 plugins:
@@ -116,7 +116,7 @@ def test_redacting_filter_masks_formatted_log_messages(caplog: pytest.LogCapture
         ({"plugins": {"a": {"enabled": True, "config": {2: "x"}}}}, "config.plugins.a.config"),
     ],
 )
-def test_invalid_configuration_names_where(document: dict, where: str) -> None:
+def test_invalid_configuration_names_where(document: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError) as info:
         ManagerConfig.from_mapping(document, environ={})
     assert where in str(info.value)
@@ -144,8 +144,10 @@ def test_non_mapping_document_is_refused() -> None:
 # -- property-based --------------------------------------------------------------------
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
@@ -153,7 +155,7 @@ json_values = st.recursive(
 @given(st.dictionaries(st.sampled_from(["plugins", "plugin_paths", "auto_load",
                                         "health_check_interval", "lifecycle_timeout", "other"]),
                        json_values, max_size=4))  # fmt: skip
-def test_arbitrary_documents_raise_only_config_error(document: dict) -> None:
+def test_arbitrary_documents_raise_only_config_error(document: dict[str, Any]) -> None:
     try:
         ManagerConfig.from_mapping(document, environ={})
     except ConfigError as exc:
@@ -174,7 +176,9 @@ def test_arbitrary_yaml_text_raises_only_config_error(text: str) -> None:
     value=st.text(min_size=1, max_size=10),
 )
 def test_env_expansion_is_total(template: str, value: str) -> None:
-    config = ManagerConfig.from_mapping({"plugins": {"p": {"enabled": True, "config": {"v": template}}}})
+    config = ManagerConfig.from_mapping(
+        {"plugins": {"p": {"enabled": True, "config": {"v": template}}}}
+    )
     try:
         result = config.plugin_config("p", Redactor(), {"X": value, "XY": value})
     except ConfigError as exc:

@@ -10,11 +10,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import click
-from click.testing import CliRunner
-
 import aitbc.plugins.legacy as legacy_module
+import click
 from aitbc.plugins import LegacyPluginAdapter, PluginManager, PluginStatus, mount_cli_plugins
+from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +57,9 @@ def test_legacy_adapter_runs_old_methods_and_warns_once(monkeypatch: Any) -> Non
 
 
 def test_cli_plugins_mount_into_a_host_group(manager_config: Any) -> None:
-    config = manager_config({"agent-cli": {"enabled": True, "config": {"default_agent_type": "task"}}})
+    config = manager_config(
+        {"agent-cli": {"enabled": True, "config": {"default_agent_type": "task"}}}
+    )
     config["plugin_paths"] = [str(REPO / "examples" / "plugins")]
 
     @click.group()
@@ -85,7 +86,7 @@ def test_cli_plugins_mount_into_a_host_group(manager_config: Any) -> None:
     assert result.output == "Creating agent: bob (task)\n"
 
 
-SPEC_TEST = '''
+SPEC_TEST = """
 import pytest
 from aitbc.plugins import BasePlugin, PluginMetadata
 from aitbc.plugins.testing import PluginTestCase
@@ -151,7 +152,7 @@ async def test_fixture_style_failure(create_plugin):
 
 def test_context_fixture(plugin_context):
     assert plugin_context.event_bus is not None
-'''
+"""
 
 
 def test_spec_test_block_runs_sync_and_async_tests(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from uv import find_uv_bin
-
 from conftest import REPO, make_venv, run_checked
+from uv import find_uv_bin
 
 pytestmark = pytest.mark.integration
 
@@ -99,9 +98,7 @@ def host_venv(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Path
     )
 
 
-def test_directory_and_entry_point_plugins_in_a_real_venv(
-    host_venv: Path, tmp_path: Path
-) -> None:
+def test_directory_and_entry_point_plugins_in_a_real_venv(host_venv: Path, tmp_path: Path) -> None:
     late = tmp_path / "late"
     late.mkdir()
     (late / "pyproject.toml").write_text(SECOND_PLUGIN_PYPROJECT)
@@ -135,9 +132,11 @@ def test_sdk_wheel_ships_py_typed_schemas_and_no_toolkit_weight(sdk_wheel: Path)
     assert "aitbc/plugins/py.typed" in names
     assert "aitbc/plugins/schemas/manager_config.schema.json" in names
     assert "aitbc/__init__.py" not in names  # aitbc is a namespace package
-    metadata = zipfile.ZipFile(sdk_wheel).read(
-        next(n for n in names if n.endswith(".dist-info/METADATA"))
-    ).decode()
+    metadata = (
+        zipfile.ZipFile(sdk_wheel)
+        .read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+        .decode()
+    )
     runtime = [line for line in metadata.splitlines()
                if line.startswith("Requires-Dist:") and "extra ==" not in line]  # fmt: skip
     assert sorted(line.split()[1].split(">")[0].split("=")[0].lower() for line in runtime) == [

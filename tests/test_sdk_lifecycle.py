@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from aitbc.plugins import (
     TRANSITIONS,
     BasePlugin,
@@ -63,9 +63,15 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def status_now(plugin: BasePlugin) -> PluginStatus:
+    """``plugin.status`` read afresh: a type checker keeps an earlier ``is`` narrowing of
+    the attribute across the calls that change it."""
+    return plugin.status
+
+
 def test_transition_table_matches_the_spec() -> None:
     main_line = [S.UNLOADED, S.LOADING, S.LOADED, S.ACTIVE, S.INACTIVE, S.UNLOADING, S.UNLOADED]
-    for current, new in zip(main_line, main_line[1:]):
+    for current, new in itertools.pairwise(main_line):
         assert new in TRANSITIONS[current]
     assert S.ACTIVE in TRANSITIONS[S.INACTIVE]  # restart
     assert TRANSITIONS[S.ERROR] == {S.UNLOADING}
@@ -114,7 +120,7 @@ def test_exception_from_a_step_means_error_and_propagates(ctx: Any) -> None:
     with pytest.raises(IllegalTransitionError):
         run(plugin.start())
     assert run(plugin.cleanup()) is True
-    assert plugin.status is S.UNLOADED
+    assert status_now(plugin) is S.UNLOADED
 
 
 @pytest.mark.parametrize(
@@ -221,7 +227,9 @@ def test_config_schema_defaults_to_the_json_beside_the_module(tmp_path: Path) ->
         "    async def stop(self): return True\n"
         "    async def cleanup(self): return True\n"
     )
-    spec = importlib.util.spec_from_file_location("schema_plugin_mod_plugin", module_dir / "plugin.py")
+    spec = importlib.util.spec_from_file_location(
+        "schema_plugin_mod_plugin", module_dir / "plugin.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from aitbc.plugins import PluginManager, PluginNotFoundError, PluginStatus
 
 S = PluginStatus
@@ -244,4 +243,6 @@ def test_missing_environment_variable_fails_the_load(make_plugin: Any, manager_c
     config = manager_config({"needs-env": {"enabled": True, "config": {"k": "${NOT_SET_X1}"}}})
     manager = PluginManager(config, environ={})
     assert run(manager.load_plugin("needs-env")) is False
-    assert "environment variable NOT_SET_X1 is not set" in (manager.get_plugin_error("needs-env") or "")
+    assert "environment variable NOT_SET_X1 is not set" in (
+        manager.get_plugin_error("needs-env") or ""
+    )

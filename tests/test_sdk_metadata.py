@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from aitbc.plugins import AITBC_VERSION, MetadataError, PluginMetadata, PluginStatus
+from aitbc.plugins.metadata import NAME_PATTERN
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aitbc.plugins import AITBC_VERSION, MetadataError, PluginMetadata, PluginStatus
-from aitbc.plugins.metadata import NAME_PATTERN
-
-VALID = dict(name="my-plugin", version="1.0.0", description="d", author="a", license="MIT")
+VALID: dict[str, Any] = dict(
+    name="my-plugin", version="1.0.0", description="d", author="a", license="MIT"
+)
 
 
 def test_status_has_the_spec_values() -> None:
@@ -55,7 +58,7 @@ def test_explicit_none_lists_become_empty_lists() -> None:
 )
 def test_invalid_metadata_names_the_field(field: str, value: object) -> None:
     with pytest.raises(MetadataError) as info:
-        PluginMetadata(**{**VALID, field: value})  # type: ignore[arg-type]
+        PluginMetadata(**{**VALID, field: value})
     assert info.value.field == field
     assert field in str(info.value)
 
@@ -69,7 +72,9 @@ def test_name_of_64_characters_passes() -> None:
     assert PluginMetadata(**{**VALID, "name": "a" * 64}).name == "a" * 64
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "0.1.0", "1.2.3-rc.1", "1.2.3-alpha", "2.0.0+build.7", "1.0"])
+@pytest.mark.parametrize(
+    "version", ["1.0.0", "0.1.0", "1.2.3-rc.1", "1.2.3-alpha", "2.0.0+build.7", "1.0"]
+)
 def test_semantic_and_pep440_versions_pass(version: str) -> None:
     assert PluginMetadata(**{**VALID, "version": version}).version == version
 

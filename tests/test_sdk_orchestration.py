@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from aitbc.plugins import PluginManager, PluginStatus
 from aitbc.plugins._graph import find_cycle, priority_groups, topological_order
+from hypothesis import given
+from hypothesis import strategies as st
 
 S = PluginStatus
 
@@ -29,7 +30,7 @@ def recorder(name: str, step: str, extra: str = "") -> str:
 
 
 @pytest.fixture
-def order() -> Any:
+def order() -> Iterator[list[tuple[str, str]]]:
     import builtins
 
     builtins.__dict__["AITBC_TEST_ORDER"] = []
@@ -61,7 +62,7 @@ def test_loading_loads_dependencies_first(make_plugin: Any, manager_config: Any)
 
 
 def test_starting_starts_dependencies_and_stopping_stops_dependents(
-    make_plugin: Any, manager_config: Any, order: list
+    make_plugin: Any, manager_config: Any, order: list[tuple[str, str]]
 ) -> None:
     recorded(make_plugin, "app")
     recorded(make_plugin, "db")
@@ -103,7 +104,7 @@ def test_dependency_version_mismatch(make_plugin: Any, manager_config: Any) -> N
 
 # -- start-up and shutdown ---------------------------------------------------------------
 def test_startup_follows_priority_and_dependencies(
-    make_plugin: Any, manager_config: Any, order: list
+    make_plugin: Any, manager_config: Any, order: list[tuple[str, str]]
 ) -> None:
     for name in ("first", "second", "third", "dep-of-first", "off"):
         recorded(make_plugin, name)
@@ -153,9 +154,7 @@ def test_startup_runs_independent_plugins_concurrently(
     assert all(manager.get_plugin_status(n) is S.UNLOADED for n in names)
 
 
-def test_startup_failure_of_one_never_touches_others(
-    make_plugin: Any, manager_config: Any
-) -> None:
+def test_startup_failure_of_one_never_touches_others(make_plugin: Any, manager_config: Any) -> None:
     make_plugin("bad", start="raise RuntimeError('boom')")
     make_plugin("needs-bad", dependencies=["bad"])
     make_plugin("fine")
@@ -263,7 +262,7 @@ def test_plugin_publishes_to_other_active_plugins(make_plugin: Any, manager_conf
     """, handle_event="self.got = data")  # fmt: skip
     make_plugin("receiver", handle_event="self.got = (event_type, data)")
     manager = PluginManager(manager_config())
-    host_seen: list = []
+    host_seen: list[dict[str, Any]] = []
     manager.event_bus.subscribe("hello", lambda t, d: host_seen.append(d))
 
     async def go() -> None:
@@ -287,7 +286,7 @@ def test_health_loop_runs_periodically_and_report_is_plain_data(
     config = manager_config({"alpha": {"enabled": True}, "bad-health": {"enabled": True}},
                             health_check_interval=1)  # fmt: skip
 
-    async def go() -> dict:
+    async def go() -> dict[str, dict[str, Any]]:
         async with PluginManager(config) as manager:
             await asyncio.sleep(1.3)
             return manager.health_report()
@@ -310,7 +309,7 @@ graphs = st.dictionaries(
 
 
 @given(graphs)
-def test_find_cycle_finds_real_cycles_only(graph: dict) -> None:
+def test_find_cycle_finds_real_cycles_only(graph: dict[str, set[str]]) -> None:
     cycle = find_cycle(graph)
     if cycle is None:
         order = topological_order(graph)
@@ -321,12 +320,14 @@ def test_find_cycle_finds_real_cycles_only(graph: dict) -> None:
                     assert position[dep] < position[node]
     else:
         assert cycle[0] == cycle[-1]
-        for node, dep in zip(cycle, cycle[1:]):
+        for node, dep in itertools.pairwise(cycle):
             assert dep in graph[node]
 
 
 @given(graphs, st.data())
-def test_priority_groups_put_dependencies_first(graph: dict, data: Any) -> None:
+def test_priority_groups_put_dependencies_first(
+    graph: dict[str, set[str]], data: st.DataObject
+) -> None:
     if find_cycle(graph) is not None:
         return
     priority = {n: data.draw(st.integers(1, 5)) for n in graph}

@@ -294,9 +294,7 @@ def test_certify_workflow(projects: dict[str, Path], kind: str) -> None:
     assert job["with"] == {"plugin-path": "."}
     # What the reusable workflow's jobs ask for; actions: read lets code scanning take
     # the SARIF upload in a private repository.
-    assert job["permissions"] == {
-        "actions": "read", "contents": "read", "security-events": "write"
-    }
+    assert job["permissions"] == {"actions": "read", "contents": "read", "security-events": "write"}
     assert workflow["permissions"] == {"contents": "read"}
 
 

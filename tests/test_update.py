@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from aitbc.plugin_toolkit.scaffold import sources
 from aitbc.plugin_toolkit.scaffold import update as updating
-from aitbc.plugin_toolkit.scaffold.new import NewRequest, create_project
 from aitbc.plugin_toolkit.scaffold.bundle import bundle_versions, release
+from aitbc.plugin_toolkit.scaffold.new import NewRequest, create_project
 
 CLI = [sys.executable, "-m", "aitbc.plugin_toolkit"]
 
@@ -173,7 +172,9 @@ def test_update_refuses_to_start(bundle: Path, tmp_path: Path, setup: str, messa
     elif setup == "no-answers":
         (project / ".copier-answers.yml").unlink()
         commit_all(project)
-    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts}
+    before = {
+        p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
     result = run_cli("update", str(project), cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

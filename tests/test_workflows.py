@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from github_runner import parse_outputs
 from conftest import REPO, VULN_DB
+from github_runner import parse_outputs
 
 BIN = Path(sys.executable).parent
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -29,20 +29,22 @@ PINNED = re.compile(r"uses:\s*[^@\s]+@[0-9a-f]{40} # v\d+\.\d+\.\d+\s*$")
 
 
 def load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data: dict[Any, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads `on:` as True
     return data
 
 
 def step(workflow: str, job: str, name: str) -> dict[str, Any]:
-    for candidate in load(WORKFLOWS / workflow)["jobs"][job]["steps"]:
+    steps: list[dict[str, Any]] = load(WORKFLOWS / workflow)["jobs"][job]["steps"]
+    for candidate in steps:
         if candidate.get("name") == name:
             return candidate
     raise AssertionError(f"{workflow}: job {job} has no step {name!r}")
 
 
-def run_step(workflow: str, job: str, name: str, env: dict[str, str], cwd: Path,
-             tmp: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:  # fmt: skip
+def run_step(
+    workflow: str, job: str, name: str, env: dict[str, str], cwd: Path, tmp: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
     """Run a step's script; returns the process, its outputs and the summary it wrote."""
     found = step(workflow, job, name)
     assert set(found.get("env", {})) == set(env), f"{name}: env is {sorted(found.get('env', {}))}"
@@ -68,10 +70,24 @@ def generated_workflows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     and by the working-tree template (what the next release will ship)."""
     where = tmp_path_factory.mktemp("generated-workflows")
     made = {}
-    for label, extra in (("released", []), ("working-tree", ["--template",
-                                                            str(REPO / "templates" / "plugin")])):  # fmt: skip
-        subprocess.run([str(BIN / "aitbc-plugin"), "new", f"wf-{label}", "--defaults", "--no-git",
-                        "-o", str(where / label), *extra], check=True, capture_output=True)  # fmt: skip
+    for label, extra in (
+        ("released", []),
+        ("working-tree", ["--template", str(REPO / "templates" / "plugin")]),
+    ):
+        subprocess.run(
+            [
+                str(BIN / "aitbc-plugin"),
+                "new",
+                f"wf-{label}",
+                "--defaults",
+                "--no-git",
+                "-o",
+                str(where / label),
+                *extra,
+            ],
+            check=True,
+            capture_output=True,
+        )
         made[label] = where / label / ".github" / "workflows" / "certify.yml"
     return made
 
@@ -88,8 +104,9 @@ def test_the_workflows_exist() -> None:
 
 
 @pytest.mark.parametrize("which", ["project", "released", "working-tree"])
-def test_workflows_match_the_github_workflow_schema(which: str,
-                                                    generated_workflows: dict[str, Path]) -> None:  # fmt: skip
+def test_workflows_match_the_github_workflow_schema(
+    which: str, generated_workflows: dict[str, Path]
+) -> None:
     files = WORKFLOW_FILES if which == "project" else [generated_workflows[which]]
     result = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema",
                              "vendor.github-workflows", *map(str, files)],
@@ -98,8 +115,9 @@ def test_workflows_match_the_github_workflow_schema(which: str,
 
 
 @pytest.mark.parametrize("which", ["project", "released", "working-tree"])
-def test_zizmor_finds_nothing_at_medium_or_above(which: str,
-                                                 generated_workflows: dict[str, Path]) -> None:  # fmt: skip
+def test_zizmor_finds_nothing_at_medium_or_above(
+    which: str, generated_workflows: dict[str, Path]
+) -> None:
     files = WORKFLOW_FILES if which == "project" else [generated_workflows[which]]
     result = subprocess.run([str(BIN / "zizmor"), "--offline", "--min-severity", "medium",
                              "--format", "plain", *map(str, files)],
@@ -195,8 +213,19 @@ def test_every_run_step_is_valid_bash(workflow: str) -> None:
 def certified_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A generated plugin certified once by certify.yml's own Certify step."""
     repo = tmp_path_factory.mktemp("plugin-repo")
-    subprocess.run([str(BIN / "aitbc-plugin"), "new", "wf-plugin", "--defaults", "--no-git",
-                    "-o", str(repo / "plugins" / "wf")], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            str(BIN / "aitbc-plugin"),
+            "new",
+            "wf-plugin",
+            "--defaults",
+            "--no-git",
+            "-o",
+            str(repo / "plugins" / "wf"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     out = repo.parent / "runner-temp" / "aitbc-certify"
     env = {"PLUGIN_PATH": "plugins/wf", "POLICY": "", "VULN_DB": str(VULN_DB),
            "FAIL_ON_INCOMPLETE_AUDIT": "true", "OUT": str(out)}  # fmt: skip

@@ -84,7 +84,7 @@ PASSING = CertificationReport(
     registry_entry={"name": "my-plugin", "checksum": "sha256:" + "ab" * 32},
 )
 ALLOWED = CertificationReport(
-    True, PLUGIN, (CheckResult("audit", CheckStatus.INCOMPLETE, details={"allowed": True}),)
+    True, PLUGIN, (CheckResult("audit", CheckStatus.INCOMPLETE, allowed=True),)
 )
 
 

@@ -1,7 +1,6 @@
 """The spec's example CLI plugin: an ``agent`` command group."""
 
 import click
-
 from aitbc.plugins import CLIPlugin, PluginMetadata
 
 

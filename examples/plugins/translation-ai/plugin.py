@@ -31,7 +31,7 @@ class TranslationAIPlugin(AIPlugin):
 
     async def train(self, training_data: list[dict[str, Any]]) -> bool:
         for pair in training_data:
-            for source, target in zip(pair["source"].split(), pair["target"].split()):
+            for source, target in zip(pair["source"].split(), pair["target"].split(), strict=False):
                 self.vocabulary[source.lower()] = target
         return bool(training_data)
 

@@ -14,8 +14,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from aitbc.plugins.process import run
+
 from .base import PluginInfo
-from .tools import run_tool
 
 #: 1980-01-01, the earliest time a zip file can hold.  Anyone rebuilding with this
 #: value set gets the registry's checksum.
@@ -47,17 +48,17 @@ def build_command(source: Path, out_dir: Path, *targets: str) -> list[str]:
 
 
 def build_distributions(source: Path, out_dir: Path, timeout: float) -> BuildOutcome:
-    run = run_tool(
+    built = run(
         build_command(source, out_dir, "--sdist", "--wheel"),
         timeout=timeout,
         env=build_environment(),
     )
-    log = run.stdout + run.stderr
-    if run.timed_out:
+    log = built.stdout + built.stderr
+    if built.timed_out:
         return BuildOutcome(None, None, f"the build took longer than {timeout:g}s", log)
     wheels, sdists = sorted(out_dir.glob("*.whl")), sorted(out_dir.glob("*.tar.gz"))
-    if run.returncode != 0 or len(wheels) != 1 or len(sdists) != 1:
-        return BuildOutcome(None, None, f"the project does not build: {run.tail(3)}", log)
+    if built.returncode != 0 or len(wheels) != 1 or len(sdists) != 1:
+        return BuildOutcome(None, None, f"the project does not build: {built.tail(3)}", log)
     return BuildOutcome(wheels[0], sdists[0], None, log)
 
 

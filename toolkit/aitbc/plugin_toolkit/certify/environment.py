@@ -12,7 +12,6 @@ import base64
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -21,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 import aitbc.plugins
+from aitbc.plugins.process import run
 from filelock import FileLock, Timeout
 
 from ..errors import ToolkitError
@@ -28,6 +28,7 @@ from ..errors import ToolkitError
 KEEP_ENVIRONMENTS = 8  # older ones are pruned
 # Tools the environment needs beside the plugin: the tests check runs pytest in it.
 ENVIRONMENT_TOOLS = ("pytest",)
+PROBE_TIMEOUT_S = 60  # asking the environment's Python where its packages go
 
 
 @dataclass(frozen=True)
@@ -101,24 +102,19 @@ def _uv() -> list[str] | None:
         return [found] if found else None
 
 
-def _run(command: list[str], what: str, timeout: float) -> None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ToolkitError(f"{what} took longer than {timeout:g}s") from None
+def _run(command: list[str], what: str, timeout: float) -> str:
+    done = run(command, timeout=timeout)
+    if done.timed_out:
+        raise ToolkitError(f"{what} took longer than {timeout:g}s")
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise ToolkitError(f"{what} failed: {' | '.join(tail)}")
+        raise ToolkitError(f"{what} failed: {done.tail(3)}")
+    return done.stdout
 
 
 def _site_packages(python: Path) -> Path:
-    out = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip())
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    out = _run([str(python), "-c", where], "asking the plugin environment", PROBE_TIMEOUT_S)
+    return Path(out.strip())
 
 
 def environment_for(

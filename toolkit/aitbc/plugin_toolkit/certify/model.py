@@ -52,7 +52,17 @@ class CheckResult:
     findings: tuple[Finding, ...] = ()
     summary: str = ""  # one line a person reads first
     cached: bool = False
+    # INCOMPLETE, and the user accepted that (--allow-incomplete-audit, the policy):
+    # it then counts as a pass.
+    allowed: bool = False
     details: dict[str, Any] = field(default_factory=dict)  # check-specific plain data
+
+    @property
+    def passes(self) -> bool:
+        """Counts as a pass for the verdict: passed, or incomplete and allowed."""
+        return self.status is CheckStatus.PASSED or (
+            self.status is CheckStatus.INCOMPLETE and self.allowed
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +71,7 @@ class CheckResult:
             "duration_s": round(self.duration_s, 3),
             "summary": self.summary,
             "cached": self.cached,
+            "allowed": self.allowed,
             "findings": [f.as_dict() for f in self.findings],
             "details": self.details,
         }
@@ -110,5 +121,6 @@ def check_result_from_dict(data: dict[str, Any]) -> CheckResult:
         ),
         summary=data["summary"],
         cached=bool(data.get("cached", False)),
+        allowed=bool(data.get("allowed", False)),
         details=dict(data.get("details", {})),
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aitbc.plugins.sandbox import Limits
 
 from ..errors import ToolkitError
 
@@ -14,8 +17,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-CHECK_IDS = ("structure", "metadata", "interface", "security", "audit", "lifecycle", "tests",
-             "build")  # fmt: skip
 LEVELS = ("low", "medium", "high")
 
 
@@ -26,10 +27,7 @@ class Policy:
     security_confidence: str
     nosec_needs_reason: bool
     allow_incomplete_audit: bool
-    step_timeout_s: float
-    total_timeout_s: float
-    memory_mb: int
-    cpu_s: int
+    lifecycle: Limits  # the sandbox's own limits object: validated there, once
     tool_timeout_s: float
     source: str  # where it came from, for the report
 
@@ -83,23 +81,34 @@ def _check_type(key: str, value: Any, wanted: type | tuple[type, ...] | None, wh
         raise ToolkitError(f"policy {where}: {key} has the wrong type ({type(value).__name__})")
 
 
-def load_policy(checks_dir: Path, override: Path | None = None) -> Policy:
+def load_policy(
+    checks_dir: Path, override: Path | None = None, known_checks: Iterable[str] | None = None
+) -> Policy:
+    """The shipped policy, with ``override``'s settings over it.  ``known_checks``: the
+    ids ``required`` may name (default: the registered checks)."""
+    if known_checks is None:
+        from .checks import check_ids  # the registry imports every check: only when needed
+
+        known_checks = check_ids()
+    known = tuple(known_checks)
     default_path = checks_dir / "policy.toml"
     data = _read(default_path)
     if override is not None:
         data = _merge(data, _read(override), override)
     where = override or default_path
     required = data["required"]
-    unknown = [c for c in required if c not in CHECK_IDS]
+    unknown = [c for c in required if c not in known]
     if unknown or not all(isinstance(c, str) for c in required):
         raise ToolkitError(f"policy {where}: unknown check(s) in required: {unknown}")
     security, lifecycle = data["security"], data["lifecycle"]
     for key in ("severity", "confidence"):
         if security[key] not in LEVELS:
             raise ToolkitError(f"policy {where}: security.{key} must be one of {LEVELS}")
-    for key in ("step_timeout_s", "total_timeout_s", "memory_mb", "cpu_s"):
-        if lifecycle[key] <= 0:
-            raise ToolkitError(f"policy {where}: lifecycle.{key} must be positive")
+    try:
+        limits = Limits(**{key: lifecycle[key] for key in _SHAPE["lifecycle"]})
+    except ValueError as exc:  # "limit cpu_s must be a positive number, not -1"
+        key = next((k for k in _SHAPE["lifecycle"] if f" {k} " in f" {exc} "), "?")
+        raise ToolkitError(f"policy {where}: lifecycle.{key} must be positive") from None
     if data["limits"]["tool_timeout_s"] <= 0:
         raise ToolkitError(f"policy {where}: limits.tool_timeout_s must be positive")
     return Policy(
@@ -108,10 +117,7 @@ def load_policy(checks_dir: Path, override: Path | None = None) -> Policy:
         security_confidence=security["confidence"],
         nosec_needs_reason=security["nosec_needs_reason"],
         allow_incomplete_audit=data["audit"]["allow_incomplete"],
-        step_timeout_s=float(lifecycle["step_timeout_s"]),
-        total_timeout_s=float(lifecycle["total_timeout_s"]),
-        memory_mb=lifecycle["memory_mb"],
-        cpu_s=lifecycle["cpu_s"],
+        lifecycle=limits,
         tool_timeout_s=float(data["limits"]["tool_timeout_s"]),
         source=str(where),
     )

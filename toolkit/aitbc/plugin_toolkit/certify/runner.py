@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -21,13 +20,14 @@ from aitbc.plugins.registry import sha256_file
 from ..data import data_dir
 from ..errors import ToolkitError
 from ..files import write_atomic
-from .base import Check, CheckContext, PluginEnvironment, error_result
+from . import checks as registry
+from .base import Check, CheckContext, CheckError, Lazy, PluginEnvironment
 from .cache import BuildCache, ResultCache, cache_root
-from .checks import CHECKS
 from .distributions import BuildOutcome, build_distributions, plugin_info
 from .environment import environment_for
-from .model import Artifact, CertificationReport, CheckResult, CheckStatus
+from .model import Artifact, CertificationReport, CheckResult, CheckStatus, Finding, Severity
 from .policy import Policy, load_policy
+from .probes import run_metadata_probe
 from .registry_entry import registry_entry
 
 TOOLS = ("mypy", "bandit", "pip-audit", "build", "pytest", "uv", "copier")
@@ -82,7 +82,7 @@ def validate_options(options: CertifyOptions) -> Policy:
         )
     if options.vuln_db is not None and not options.vuln_db.is_dir():
         raise ToolkitError(f"--vuln-db {options.vuln_db}: no such directory")
-    known = {check.id for check in CHECKS}
+    known = set(registry.check_ids())
     unknown = sorted(set(options.only) - known)
     if unknown:
         raise ToolkitError(
@@ -108,22 +108,23 @@ def certify(
         builds = BuildCache(root if options.use_cache else None, f"{cache.salt}|{sys.version}")
         outcome = _build(workdir, run_dir / "dist", policy.tool_timeout_s, builds)
         plugin, plugin_problem = plugin_info(outcome.wheel) if outcome.wheel else (None, None)
-        context = CheckContext(
+        base = CheckContext(
             project=options.project.resolve(),
             workdir=workdir,
             scratch=run_dir / "scratch",
             policy=policy,
+            checks_dir=data_dir("checks"),
             wheel=outcome.wheel,
             sdist=outcome.sdist,
             build_error=outcome.error,
             plugin=plugin,
+            plugin_problem=plugin_problem,
             vuln_db=options.vuln_db,
             allow_incomplete_audit=options.allow_incomplete_audit or policy.allow_incomplete_audit,
-            checks_dir=data_dir("checks"),
         )
-        context.extra["plugin_problem"] = plugin_problem
-        context.plugin_environment = _shared_environment(context, root, options.use_cache)
-        selected = [c for c in CHECKS if not options.only or c.id in options.only]
+        context = _with_shared_values(base, root, options.use_cache)
+        every = registry.CHECKS
+        selected = [c for c in every if not options.only or c.id in options.only]
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             ran = dict(
                 zip(
@@ -134,7 +135,7 @@ def certify(
             )
         results = [
             ran.get(c.id) or CheckResult(c.id, CheckStatus.SKIPPED, summary="not selected (--only)")
-            for c in CHECKS
+            for c in every
         ]
         report = _report(context, results, policy, tools, options.only)
         if options.dist_dir is not None and report.artifacts:
@@ -153,24 +154,16 @@ def _build(source: Path, out_dir: Path, timeout: float, builds: BuildCache) -> B
     return outcome
 
 
-def _shared_environment(
-    context: CheckContext, root: Path, reuse: bool
-) -> Callable[[], PluginEnvironment]:
-    lock = threading.Lock()
-    made: list[PluginEnvironment] = []
+def _with_shared_values(context: CheckContext, root: Path, reuse: bool) -> CheckContext:
+    """The context with what checks compute for one another, each made once per run by
+    whichever check asks first: the plugin environment and the metadata probe."""
 
-    def get() -> PluginEnvironment:
-        with lock:  # created once per run, by whichever check asks first
-            if not made:
-                assert context.wheel is not None
-                made.append(
-                    environment_for(
-                        context.wheel, root, reuse=reuse, timeout=context.policy.tool_timeout_s
-                    )
-                )
-            return made[0]
+    def make_environment() -> PluginEnvironment:
+        wheel, _ = context.built_plugin()
+        return environment_for(wheel, root, reuse=reuse, timeout=context.policy.tool_timeout_s)
 
-    return get
+    shared = replace(context, plugin_environment=Lazy(make_environment))
+    return replace(shared, metadata_probe=Lazy(lambda: run_metadata_probe(shared)))
 
 
 def _run_one(
@@ -184,42 +177,55 @@ def _run_one(
     return outcome
 
 
-def _run_check(check: Check, context: CheckContext, cache: ResultCache) -> CheckResult:
-    if check.needs_wheel and (context.wheel is None or context.plugin is None):
-        why = context.build_error or context.extra.get("plugin_problem") or "no wheel"
-        return error_result(check.id, 0.0, f"cannot run without a plugin wheel: {why}")
-    (context.scratch / check.id).mkdir(parents=True, exist_ok=True)
-    scoped = replace(context, scratch=context.scratch / check.id)
-    key = None
+def _error_result(check_id: str, duration: float, reason: str, **details: Any) -> CheckResult:
+    """The check could not decide.  Fail closed: ERROR is never certified."""
+    finding = Finding(f"{check_id}.error", Severity.HIGH, reason)
+    return CheckResult(check_id, CheckStatus.ERROR, duration, (finding,), reason, details=details)
+
+
+def run_check(check: Check, context: CheckContext) -> CheckResult:
+    """``check.run(context)``, with the one edge where a check that cannot decide
+    (:class:`CheckError`) or crashes becomes an ``error`` result."""
     began = time.perf_counter()
     try:
-        inputs = check.cache_inputs(scoped)
-        if inputs is not None:
-            # Names relative to the run folder: the copy and the built wheel live in a new
-            # temporary folder each run, and the key must not change with it.
-            key = cache.key(check.id, inputs, context.workdir.parent)
-            hit = cache.get(key)
-            if hit is not None:  # report what the run spent, not what the first run did
-                return replace(hit, duration_s=time.perf_counter() - began)
-        outcome = check.run(scoped)
+        if check.needs_wheel and (context.wheel is None or context.plugin is None):
+            why = context.build_error or context.plugin_problem or "no wheel"
+            raise CheckError(f"cannot run without a plugin wheel: {why}")
+        return check.run(context)
+    except CheckError as exc:
+        return _error_result(check.id, time.perf_counter() - began, exc.reason, **exc.details)
     except ToolkitError as exc:
-        return error_result(check.id, 0.0, str(exc))
+        return _error_result(check.id, time.perf_counter() - began, str(exc))
     except Exception as exc:  # fail closed: a crashing check never reads as a pass
-        return error_result(
+        return _error_result(
             check.id,
-            0.0,
+            time.perf_counter() - began,
             f"the {check.id} check crashed: {type(exc).__name__}: {exc}",
             traceback=traceback.format_exc(),
         )
+
+
+def _run_check(check: Check, context: CheckContext, cache: ResultCache) -> CheckResult:
+    if check.needs_wheel and (context.wheel is None or context.plugin is None):
+        return run_check(check, context)  # it says why, as an error: nothing to cache
+    (context.scratch / check.id).mkdir(parents=True, exist_ok=True)
+    scoped = replace(context, scratch=context.scratch / check.id)
+    began = time.perf_counter()
+    try:
+        inputs = check.cache_inputs(scoped)
+        # Names relative to the run folder: the copy and the built wheel live in a new
+        # temporary folder each run, and the key must not change with it.
+        key = None if inputs is None else cache.key(check.id, inputs, context.workdir.parent)
+    except Exception:  # no key, no caching: running the check says what is wrong
+        key = None
+    if key is not None:
+        hit = cache.get(key)
+        if hit is not None:  # report what the run spent, not what the first run did
+            return replace(hit, duration_s=time.perf_counter() - began)
+    outcome = run_check(check, scoped)
     if key is not None:
         cache.put(key, outcome)
     return outcome
-
-
-def _passes(check: CheckResult) -> bool:
-    return check.status is CheckStatus.PASSED or (
-        check.status is CheckStatus.INCOMPLETE and bool(check.details.get("allowed"))
-    )
 
 
 def _report(
@@ -233,7 +239,7 @@ def _report(
     reasons = tuple(
         f"{r.id} {r.status.value}: {r.summary}"
         for r in results
-        if r.id in required and not _passes(r)
+        if r.id in required and not r.passes
     )
     artifacts = tuple(
         Artifact(path.name, sha256_file(path), path.stat().st_size)
@@ -241,9 +247,11 @@ def _report(
         if path is not None
     )
     plugin = context.plugin
-    meta = context.extra.get("plugin_metadata")
+    # Only what the run already asked: a run without the metadata check names no entry.
+    probe = context.metadata_probe.peek() if context.metadata_probe is not None else None
+    meta = probe.metadata if probe is not None else None
     entry = None
-    if plugin is not None and isinstance(meta, dict) and artifacts:
+    if plugin is not None and meta is not None and artifacts:
         entry = registry_entry(meta, plugin, artifacts[0].sha256)
     summary: dict[str, Any] = {"project": str(context.project), "policy": policy.source}
     if only:
@@ -255,7 +263,7 @@ def _report(
             distribution=plugin.distribution,
             module=plugin.module,
             entry_point=plugin.entry_point,
-            kind=context.extra.get("plugin_kind"),
+            kind=probe.kind if probe is not None else None,
         )
     return CertificationReport(
         certified=not reasons,

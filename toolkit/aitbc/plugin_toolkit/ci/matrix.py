@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from aitbc.plugins import PluginRegistry, RegistryEntry
 from aitbc.plugins.errors import PluginError
+from aitbc.plugins.process import Completed, run
 from packaging.version import InvalidVersion, Version
 
 from ..errors import ToolkitError
@@ -28,6 +28,8 @@ from .github import compact_json, load_report
 MATRIX_LIMIT = 256  # GitHub's limit on the jobs one matrix generates
 REPORT_FORMATS = ("json", "sarif", "junit", "markdown")
 CLONE_TIMEOUT_S = 600
+# One plugin's certify (build, environment, every check): far below GitHub's 6 h job limit.
+CERTIFY_TIMEOUT_S = 3 * 3600
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -203,27 +205,27 @@ def _certify_item(item: PlanItem, target: Path, clone: Path,
     if item.repository:
         command = ["git", "-c", "protocol.ext.allow=never", "clone", "--quiet", "--depth", "1"]
         command += ["--branch", item.ref] if item.ref else []
-        try:  # a stalled remote must not hold the matrix job until GitHub's own limit
-            result = subprocess.run([*command, "--", item.repository, str(clone)],
-                                    capture_output=True, text=True, check=False,
-                                    timeout=CLONE_TIMEOUT_S)  # fmt: skip
-        except subprocess.TimeoutExpired:
+        # A stalled remote must not hold the matrix job until GitHub's own limit.
+        result = run([*command, "--", item.repository, str(clone)], timeout=CLONE_TIMEOUT_S)
+        if result.returncode is None:
             return Outcome(item, 124, False, f"git clone took longer than {CLONE_TIMEOUT_S}s")
         if result.returncode != 0:
             return Outcome(item, result.returncode, False, f"git clone failed: {_last(result)}")
         project = clone / item.path
     formats = [arg for name in REPORT_FORMATS for arg in ("--format", name)]
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-m", "aitbc.plugin_toolkit", "certify", str(project), *formats,
          "--report-dir", str(target), "--dist-dir", str(target / "dist"), *certify_args],
-        capture_output=True, text=True, check=False,
+        timeout=CERTIFY_TIMEOUT_S,
     )  # fmt: skip
+    if result.returncode is None:
+        return Outcome(item, 124, False, f"certify took longer than {CERTIFY_TIMEOUT_S}s")
     if result.returncode in (0, 1) and (target / "certification.json").is_file():
         return Outcome(item, result.returncode, result.returncode == 0)
     return Outcome(item, result.returncode, False, f"certify failed: {_last(result)}")
 
 
-def _last(result: subprocess.CompletedProcess[str]) -> str:
+def _last(result: Completed) -> str:
     lines = (result.stderr or result.stdout or "").strip().splitlines()
     return lines[-1] if lines else f"exit status {result.returncode}"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
+
+from aitbc.plugins.process import run
 
 from ..errors import ToolkitError
 
@@ -18,6 +19,7 @@ FALLBACK_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "aitbc-plugin@localhost",
 }
 CONFLICT_MARKER = re.compile(rb"^(<{7}|>{7})( |$)", re.MULTILINE)
+GIT_TIMEOUT_S = 120.0  # local operations; a clone over the network may pass a longer one
 
 
 def git_executable() -> str:
@@ -27,12 +29,15 @@ def git_executable() -> str:
     return found
 
 
-def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    merged = {**os.environ, **(env or {})}
-    merged.setdefault("GIT_TERMINAL_PROMPT", "0")
-    result = subprocess.run(
-        [git_executable(), *args], cwd=cwd, capture_output=True, text=True, env=merged
-    )
+def git(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = GIT_TIMEOUT_S
+) -> str:
+    """Run git; its output, or ToolkitError when it fails or takes over ``timeout``."""
+    # Never wait for a password prompt no one can answer (unless the user asked for it).
+    prompt = {"GIT_TERMINAL_PROMPT": os.environ.get("GIT_TERMINAL_PROMPT", "0")}
+    result = run([git_executable(), *args], cwd=cwd, env={**prompt, **(env or {})}, timeout=timeout)
+    if result.timed_out:
+        raise ToolkitError(f"git {args[0]} took longer than {timeout:g}s in {cwd}")
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise ToolkitError(f"git {args[0]} failed in {cwd}: {detail[-1] if detail else '?'}")
@@ -53,12 +58,10 @@ def init_and_commit(project: Path, message: str) -> None:
 
 
 def is_work_tree(path: Path) -> bool:
-    result = subprocess.run(
-        [git_executable(), "rev-parse", "--is-inside-work-tree"],
-        cwd=path,
-        capture_output=True,
-        text=True,
-    )
+    command = [git_executable(), "rev-parse", "--is-inside-work-tree"]
+    result = run(command, cwd=path, timeout=GIT_TIMEOUT_S)
+    if result.timed_out:
+        raise ToolkitError(f"git rev-parse took longer than {GIT_TIMEOUT_S:g}s in {path}")
     return result.returncode == 0 and result.stdout.strip() == "true"
 
 

@@ -5,8 +5,10 @@ certification ``lifecycle`` check and for hosts that isolate plugins in processe
   give it a conformance module and limits, get per-step results and why it died.
 - The worker (``python -m aitbc.plugins.sandbox``) runs the module's ``STEPS``; a step
   is ``async def step(session: Session)`` and fails by raising :class:`StepFailure`.
-- :mod:`.protocol` is the JSON-lines protocol between them; :mod:`.resources` finds
-  the threads, tasks, files and sockets a run left behind.
+- :mod:`.protocol` is the JSON-lines protocol between them, with the limits and the
+  kinds of problem a step can have; :mod:`.leaks` finds the threads, tasks, files and
+  sockets a run left behind.  Child processes go through the SDK's one runner,
+  :mod:`aitbc.plugins.process`.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 # Loaded on first use (PEP 562): a worker never imports the supervisor's side.
 _EXPORTS = {
+    "LimitError": ".protocol",
     "Limits": ".protocol",
+    "PROBLEM_KINDS": ".protocol",
     "Problem": ".protocol",
+    "ProblemKind": ".protocol",
     "ProtocolError": ".protocol",
     "SandboxResult": ".supervisor",
     "Session": ".worker",
     "StepFailure": ".worker",
     "StepResult": ".supervisor",
-    "kill_tree": ".supervisor",
+    "kill_tree": "..process",  # the one runner's, re-exported
     "run_conformance": ".supervisor",
 }
 
@@ -38,13 +43,24 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .protocol import Limits, Problem, ProtocolError
-    from .supervisor import SandboxResult, StepResult, kill_tree, run_conformance
+    from ..process import kill_tree
+    from .protocol import (
+        PROBLEM_KINDS,
+        LimitError,
+        Limits,
+        Problem,
+        ProblemKind,
+        ProtocolError,
+    )
+    from .supervisor import SandboxResult, StepResult, run_conformance
     from .worker import Session, StepFailure
 
 __all__ = [
+    "PROBLEM_KINDS",
+    "LimitError",
     "Limits",
     "Problem",
+    "ProblemKind",
     "ProtocolError",
     "SandboxResult",
     "Session",

@@ -24,15 +24,44 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20  # a longer line is garbage, not a message
 MESSAGE_TYPES = frozenset({"hello", "plan", "begin", "end", "done", "error"})
 
 
+#: Why a step failed, in one word: the certification report's public rule ids are
+#: ``lifecycle.<kind>``.  Defined here only; the worker, the supervisor, the leak finder
+#: and the conformance steps (checks/conformance) all say one of these.
+ProblemKind = Literal[
+    "import",  # the plugin could not be loaded through its entry point
+    "status",  # the plugin's status is not the one the step leads to
+    "returned-false",  # a lifecycle method did not return True
+    "health",  # health_check did not report the plugin active
+    "exception",  # the step raised
+    "hang",  # no answer within the step's (or the run's) wall-clock limit
+    "exit",  # the worker exited or died from a signal
+    "memory",  # the address-space limit was hit
+    "cpu",  # the CPU-time limit was hit
+    "leak.thread",
+    "leak.task",
+    "leak.socket",
+    "leak.file",
+]
+PROBLEM_KINDS: frozenset[str] = frozenset(get_args(ProblemKind))
+
+
 class ProtocolError(Exception):
     """A line from the worker that is not a message of this protocol."""
+
+
+class LimitError(ValueError):
+    """A limit that is not a positive number; ``name`` says which."""
+
+    def __init__(self, name: str, value: object) -> None:
+        super().__init__(f"limit {name} must be a positive number, not {value!r}")
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -48,7 +77,7 @@ class Limits:
         for name in ("step_timeout_s", "total_timeout_s", "memory_mb", "cpu_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"limit {name} must be a positive number, not {value!r}")
+                raise LimitError(name, value)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,11 +96,10 @@ class Limits:
 
 @dataclass(frozen=True)
 class Problem:
-    """Why a step failed.  ``kind`` is short and stable ("exception", "hang", "exit",
-    "memory", "cpu", or a conformance module's own, e.g. "leak.thread"); ``file`` is an
+    """Why a step failed: a :data:`ProblemKind` and the words for it.  ``file`` is an
     absolute path in the worker's environment, when the code at fault is known."""
 
-    kind: str
+    kind: ProblemKind
     message: str
     file: str | None = None
     line: int | None = None
@@ -85,13 +113,15 @@ class Problem:
             raise ProtocolError(f"a problem must be an object, not {type(data).__name__}")
         kind, message = data.get("kind"), data.get("message")
         file, line = data.get("file"), data.get("line")
-        if not isinstance(kind, str) or not kind or not isinstance(message, str):
+        if not isinstance(kind, str) or not isinstance(message, str):
             raise ProtocolError("a problem needs a kind and a message")
+        if kind not in PROBLEM_KINDS:
+            raise ProtocolError(f"unknown problem kind {kind[:40]!r}")
         if file is not None and not isinstance(file, str):
             raise ProtocolError("a problem's file must be a string")
         if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
             raise ProtocolError("a problem's line must be an integer")
-        return cls(kind, message, file, line)
+        return cls(kind, message, file, line)  # type: ignore[arg-type]  # checked above
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -4,8 +4,8 @@ and says what happened to each step and, if the worker died, why.
 The worker runs in its own session (process group).  Wall-clock limits are the
 supervisor's: per step (a step that blocks the worker's event loop cannot report
 itself) and overall.  On a timeout the supervisor asks the worker for its stacks
-(faulthandler), then kills the whole group; at the end it kills the group and every
-descendant it can still see, whatever happened, so nothing outlives a run.
+(faulthandler), then kills the whole group; at the end, whatever happened, the runner
+(:mod:`aitbc.plugins.process`) kills the worker's whole tree, so nothing outlives a run.
 """
 
 from __future__ import annotations
@@ -23,10 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ..process import spawn
 from .leaks import within
-from .protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, Limits, Problem, ProtocolError, decode
+from .protocol import (
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+    Limits,
+    Problem,
+    ProblemKind,
+    ProtocolError,
+    decode,
+)
 
 GRACE_S = 1.0  # beyond the step limit: time for a worker that timed a step out to say so
+_BACKSTOP_S = 60.0  # beyond the total limit: the runner kills a tree the run forgot
 _LOG_TAIL_BYTES = 16384
 _FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in ')
 _WORKER_FILE = str(Path(__file__).with_name("worker.py"))
@@ -150,21 +160,27 @@ class _Supervision:
         import json
 
         command = [str(self.python), "-I", "-m", "aitbc.plugins.sandbox"]
-        process = subprocess.Popen(
-            [*command, "--protocol-fd", str(write_fd)],
-            stdin=subprocess.PIPE,
-            stdout=self.log,
-            stderr=self.log,
-            pass_fds=(write_fd,),
-            cwd=workdir,
-            env=_worker_env(env, workdir),
-            start_new_session=True,  # its own process group: one kill reaches everything
-        )
         job = {"module": str(self.module), "params": self.params, "limits": self.limits.as_dict()}
+        line = json.dumps(job).encode() + b"\n"  # before the worker exists: a bad job starts none
+        # Its own session; leaving the stack (in _end) kills the worker's whole tree.
+        self._tree = contextlib.ExitStack()
+        process = self._tree.enter_context(
+            spawn(
+                [*command, "--protocol-fd", str(write_fd)],
+                # A backstop only: the run's own deadlines, below, come well before it.
+                timeout=self.limits.total_timeout_s + _BACKSTOP_S,
+                stdin=subprocess.PIPE,
+                stdout=self.log,
+                stderr=self.log,
+                pass_fds=(write_fd,),
+                cwd=workdir,
+                env=_worker_env(env, workdir),
+            )
+        )
         assert process.stdin is not None
         # One line; stdin then stays open: closing it tells a finished worker to exit.
         with contextlib.suppress(BrokenPipeError):  # a worker that died at once: seen later
-            process.stdin.write(json.dumps(job).encode() + b"\n")
+            process.stdin.write(line)
             process.stdin.flush()
         return process
 
@@ -327,7 +343,7 @@ class _Supervision:
         )
         self._fail_current(Problem(kind, self.death, file, line))
 
-    def _cause(self, code: int) -> tuple[str, str]:
+    def _cause(self, code: int) -> tuple[ProblemKind, str]:
         if code < 0:
             name = _signal_name(-code)
             if -code == signal.SIGXCPU:
@@ -345,17 +361,13 @@ class _Supervision:
         process = self.process
         if process is None:
             return
-        # Seen while the worker lives: descendants that left its group, too.
-        others = descendants(process.pid) if process.poll() is None else []
         with contextlib.suppress(OSError):
             assert process.stdin is not None
             process.stdin.close()  # a finished worker waits for this to exit
         if self.finished:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=1)
-        kill_tree(process.pid, others)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
+        self._tree.close()  # the whole tree, setsid and orphaned ones too; reaps the worker
 
     def _log_size(self) -> int:
         return os.fstat(self.log.fileno()).st_size
@@ -373,41 +385,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (Linux /proc; elsewhere, none are known)."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")  # noqa: PTH208 - names, not paths
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:  # noqa: PTH123 - hot loop
-                fields = stat.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found: list[int] = []
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, []))
-    return found
-
-
-def kill_tree(pid: int, known: list[int] | None = None) -> None:
-    """SIGKILL the process group ``pid`` leads, every descendant of ``pid`` (one that
-    left the group with setsid is found through /proc while ``pid`` lives) and ``known``
-    (descendants seen earlier, which may have been orphaned since)."""
-    others = {*descendants(pid), *(known or [])}
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    for child in sorted(others):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(child, signal.SIGKILL)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .leaks import coroutine_location, within
-from .protocol import PROTOCOL_VERSION, Limits, Problem, encode
+from .protocol import PROTOCOL_VERSION, Limits, Problem, ProblemKind, encode
 
 Step = Callable[["Session"], Awaitable[None]]
 #: The supervisor sends this signal to get every thread's stack (faulthandler) when the
@@ -44,7 +44,7 @@ class StepFailure(Exception):
     """Raised by a step: it failed, for the reason given."""
 
     def __init__(
-        self, kind: str, message: str, *, file: str | None = None, line: int | None = None
+        self, kind: ProblemKind, message: str, *, file: str | None = None, line: int | None = None
     ) -> None:
         super().__init__(message)
         self.problem = Problem(kind, message, file, line)
@@ -62,13 +62,13 @@ class Session:
     problems: list[Problem] = field(default_factory=list)  # the running step's, so far
 
     def problem(
-        self, kind: str, message: str, *, file: str | None = None, line: int | None = None
+        self, kind: ProblemKind, message: str, *, file: str | None = None, line: int | None = None
     ) -> None:
         """Record a problem and go on; the step fails when it ends."""
         self.problems.append(Problem(kind, message, file, line))
 
     def fail(
-        self, kind: str, message: str, *, file: str | None = None, line: int | None = None
+        self, kind: ProblemKind, message: str, *, file: str | None = None, line: int | None = None
     ) -> NoReturn:
         raise StepFailure(kind, message, file=file, line=line)
 

@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aitbc.plugins import process
+from aitbc.plugins.process import Completed
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..base import CheckContext, error_result, result, timed
+from ..base import CheckContext, CheckError, result, timed
 from ..model import CheckResult, CheckStatus, Finding, Severity
 from ..osv import OsvIndex, OsvServer, load_index
-from ..tools import ToolRun, run_tool
 
 SDK = "aitbc-plugins"
 ONLINE = "PyPI (online)"
@@ -67,7 +68,7 @@ _UNREACHABLE = re.compile(
 )
 
 
-class AuditSetupError(Exception):
+class AuditSetupError(CheckError):
     """The dependencies could not be worked out (no environment, inventory failed)."""
 
 
@@ -126,13 +127,9 @@ def _walk(
 
 def resolve_dependencies(context: CheckContext) -> Dependencies:
     """The plugin's runtime dependency closure at the installed versions."""
-    if context.plugin is None or context.plugin_environment is None:
-        raise AuditSetupError("no built plugin or plugin environment to read dependencies from")
-    try:
-        python = context.plugin_environment().python
-    except Exception as exc:  # the environment is someone else's code: report, don't crash
-        raise AuditSetupError(f"could not create the plugin environment: {exc}") from exc
-    run = run_tool([str(python), "-I", "-c", _INVENTORY], timeout=context.policy.tool_timeout_s)
+    _, plugin = context.built_plugin()
+    python = context.environment().python
+    run = process.run([str(python), "-I", "-c", _INVENTORY], timeout=context.policy.tool_timeout_s)
     try:
         inventory = json.loads(run.stdout)
     except ValueError:
@@ -141,10 +138,10 @@ def resolve_dependencies(context: CheckContext) -> Dependencies:
     dists: dict[str, dict[str, Any]] = {}
     for dist in inventory["dists"]:  # the first on sys.path wins, as for imports
         dists.setdefault(canonicalize_name(dist["name"]), dist)
-    root = canonicalize_name(context.plugin.distribution)
+    root = canonicalize_name(plugin.distribution)
     if root not in dists:
-        raise AuditSetupError(f"{context.plugin.distribution} is not installed in the environment")
-    deps = Dependencies(context.plugin.distribution)
+        raise AuditSetupError(f"{plugin.distribution} is not installed in the environment")
+    deps = Dependencies(plugin.distribution)
     deps.via, deps.missing = _walk(root, dists, env, stop=canonicalize_name(SDK))
     deps.pinned = {n: (dists[n]["name"], dists[n]["version"]) for n in deps.via}
     files = [dists[n].get("metadata") for n in (root, *sorted(deps.pinned))]
@@ -182,8 +179,20 @@ def _locate(workdir: Path, name: str) -> tuple[str | None, int | None]:
 
 
 class AuditCheck:
+    """No runtime dependency of the plugin has a known vulnerability.
+
+    The plugin's dependency closure is read from its isolated environment at the
+    versions installed there (the SDK and what only the SDK needs are left out) and
+    audited with pip-audit against OSV records: the local copy given with `--vuln-db
+    DIR`, else the online service.  Each known vulnerability is a finding at the line
+    of `requirements.txt` (or `pyproject.toml`, `setup.py`) that declares the
+    dependency, with the versions that fix it.  A dependency that could not be audited
+    makes the check `incomplete`, which is not certified unless the policy's
+    `[audit] allow_incomplete` or `--allow-incomplete-audit` accepts it."""
+
     id = "audit"
-    title = "Dependency audit (pip-audit)"
+    title = "No runtime dependency has a known vulnerability (pip-audit)"
+    security = True
     needs_wheel = True
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
@@ -191,11 +200,11 @@ class AuditCheck:
         the plugin and of each audited dependency (names, versions, requirements: their
         paths in the reused environment hold the versions too) and the project files
         findings point into.  Online answers change under us: never cached."""
-        if context.vuln_db is None or context.extra.get("osv_url"):
+        if context.vuln_db is None or context.osv_url:
             return None
         try:
             deps = resolve_dependencies(context)
-        except (AuditSetupError, OSError):
+        except (CheckError, OSError):  # run() says why
             return None
         if deps.metadata_files is None or deps.missing:
             return None
@@ -210,10 +219,7 @@ class AuditCheck:
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
-            try:
-                return self._audit(context, elapsed)
-            except (AuditSetupError, OSError) as exc:  # fail closed, never crash the run
-                return error_result(self.id, elapsed(), str(exc))
+            return self._audit(context, elapsed)
 
     def _audit(self, context: CheckContext, elapsed: Callable[[], float]) -> CheckResult:
         deps = resolve_dependencies(context)
@@ -229,29 +235,29 @@ class AuditCheck:
         index: OsvIndex | None = None
         if context.vuln_db is not None:
             if not context.vuln_db.is_dir():
-                return error_result(self.id, elapsed(), f"no such directory: {context.vuln_db}")
+                raise CheckError(f"no such directory: {context.vuln_db}")
             index = load_index(context.vuln_db)
             if not index.records:  # an empty database would pass everything
-                return error_result(self.id, elapsed(), f"no OSV records in {context.vuln_db}")
+                raise CheckError(f"no OSV records in {context.vuln_db}")
             with OsvServer(index) as url:
                 run = self._pip_audit(context, pins, folder, url)
             service = f"local OSV records in {context.vuln_db}"
-        elif context.extra.get("osv_url"):
-            url = str(context.extra["osv_url"])
+        elif context.osv_url:
+            url = context.osv_url
             run, service = self._pip_audit(context, pins, folder, url), f"OSV at {url}"
         else:
             run, service = self._pip_audit(context, pins, folder, None), ONLINE
         return self._read(context, deps, run, index, service, elapsed())
 
     @staticmethod
-    def _pip_audit(context: CheckContext, pins: Path, folder: Path, url: str | None) -> ToolRun:
+    def _pip_audit(context: CheckContext, pins: Path, folder: Path, url: str | None) -> Completed:
         command = [sys.executable, "-m", "pip_audit", "-r", str(pins), "--no-deps"]
         command += ["--disable-pip", "-f", "json", "--progress-spinner", "off"]
         command += ["--cache-dir", str(folder / "cache")]  # not the user's pip cache
         if url is not None:
             command += ["-s", "osv", "--osv-url", url]
         no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
-        return run_tool(
+        return process.run(
             command,
             cwd=folder,
             timeout=context.policy.tool_timeout_s,
@@ -262,7 +268,7 @@ class AuditCheck:
         self,
         context: CheckContext,
         deps: Dependencies,
-        run: ToolRun,
+        run: Completed,
         index: OsvIndex | None,
         service: str,
         duration: float,
@@ -273,11 +279,8 @@ class AuditCheck:
             "requirements": deps.requirements().split(),
         }
         if run.timed_out:
-            return error_result(
-                self.id,
-                duration,
-                f"pip-audit timed out after {context.policy.tool_timeout_s:g}s",
-                **details,
+            raise CheckError(
+                f"pip-audit timed out after {context.policy.tool_timeout_s:g}s", **details
             )
         try:
             listed = json.loads(run.stdout)["dependencies"]
@@ -290,12 +293,7 @@ class AuditCheck:
                 reason = f"vulnerability service unreachable ({service}): {run.tail(1)}"
                 unaudited = {n: reason for n in deps.pinned}
                 return self._incomplete(context, deps, [], unaudited, details, duration)
-            return error_result(
-                self.id,
-                duration,
-                f"pip-audit failed (exit {run.returncode}): {run.tail()}",
-                **details,
-            )
+            raise CheckError(f"pip-audit failed (exit {run.returncode}): {run.tail()}", **details)
         findings: list[Finding] = []
         vulnerable: set[str] = set()
         unaudited = deps.unresolved()
@@ -365,9 +363,15 @@ class AuditCheck:
             )
         if allowed:
             summary += "; allowed by --allow-incomplete-audit / policy"
-        details.update(unaudited=unaudited, allowed=allowed)
+        details.update(unaudited=unaudited)
         return result(
-            self.id, findings, duration, summary, status=CheckStatus.INCOMPLETE, **details
+            self.id,
+            findings,
+            duration,
+            summary,
+            status=CheckStatus.INCOMPLETE,
+            allowed=allowed,
+            **details,
         )
 
     def _finding(

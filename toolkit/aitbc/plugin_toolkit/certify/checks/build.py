@@ -1,5 +1,4 @@
-"""`build`: wheel and sdist build, the wheel holds the package and nothing stray, its
-metadata is valid and renders, and rebuilding it from the sdist gives the same bytes."""
+"""The `build` check."""
 
 from __future__ import annotations
 
@@ -7,13 +6,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from aitbc.plugins import process
 from aitbc.plugins.registry import sha256_file
 from packaging.metadata import InvalidMetadata, Metadata
 
-from ..base import CheckContext, error_result, result, timed
+from ..base import CheckContext, CheckError, result, timed
 from ..distributions import build_command, build_environment
 from ..model import CheckResult, Finding, Severity
-from ..tools import run_tool
 from . import _shipped
 
 _STRAY_NAMES = {"setup.py", "conftest.py", "setup.cfg", "pyproject.toml", "requirements.txt"}
@@ -82,19 +81,29 @@ def metadata_findings(text: str) -> list[Finding]:
 
 
 class BuildCheck:
+    """The wheel holds the plugin's package and nothing stray, its metadata is valid,
+    and rebuilding it from the sdist gives the same bytes.
+
+    A file outside the plugin's package is a finding, and so is a test or build file
+    (`tests/`, `test_*.py`, `setup.py`, `conftest.py`...) shipped inside it.  The
+    wheel's METADATA must validate (packaging) and its long description must render
+    as PyPI renders it.  The wheel is then rebuilt from the sdist with
+    `SOURCE_DATE_EPOCH` fixed: a different sha256 means the registry's checksum could
+    not be verified by anyone, and fails the check."""
+
     id = "build"
     title = "Reproducible wheel and sdist with checksums"
+    security = False
     needs_wheel = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
-            assert context.wheel is not None and context.sdist is not None
-            assert context.plugin is not None
-            findings = content_findings(context.wheel, context.plugin.module)
+            wheel, plugin = context.built_plugin()
+            findings = content_findings(wheel, plugin.module)
             rebuilt, why = self._rebuild_from_sdist(context)
             if rebuilt is None:
-                return error_result(self.id, elapsed(), f"rebuilding from the sdist failed: {why}")
-            wheel_sha = sha256_file(context.wheel)
+                raise CheckError(f"rebuilding from the sdist failed: {why}")
+            wheel_sha = sha256_file(wheel)
             rebuilt_sha = sha256_file(rebuilt)
             if rebuilt_sha != wheel_sha:
                 findings.append(
@@ -114,19 +123,21 @@ class BuildCheck:
 
     @staticmethod
     def _rebuild_from_sdist(context: CheckContext) -> tuple[Path | None, str]:
-        assert context.sdist is not None and context.wheel is not None
+        wheel, _ = context.built_plugin()
+        if context.sdist is None:
+            return None, "no sdist was built"
         work = context.scratch / "rebuild"
         with tarfile.open(context.sdist) as archive:
             archive.extractall(work / "src", filter="data")
         roots = [p for p in (work / "src").iterdir() if p.is_dir()]
         if len(roots) != 1:
             return None, "the sdist does not hold exactly one source folder"
-        run = run_tool(
+        run = process.run(
             build_command(roots[0], work / "dist", "--wheel"),
             timeout=context.policy.tool_timeout_s,
             env=build_environment(),
         )
-        rebuilt = work / "dist" / context.wheel.name
+        rebuilt = work / "dist" / wheel.name
         if run.timed_out or run.returncode != 0 or not rebuilt.is_file():
             return None, run.tail(3)
         return rebuilt, ""

@@ -25,9 +25,11 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-from ..base import CheckContext, error_result, result, timed
+from aitbc.plugins import process
+from aitbc.plugins.process import Completed
+
+from ..base import CheckContext, CheckError, result, timed
 from ..model import CheckResult, Finding, Severity
-from ..tools import ToolRun, run_tool
 from . import _shipped
 
 PROBE_MODULE = "_aitbc_interface_probe"
@@ -121,7 +123,7 @@ def class_location(root: Path, module: str, name: str, depth: int = 0) -> tuple[
     return relative, None
 
 
-def parse_mypy_output(run: ToolRun) -> list[dict[str, Any]]:
+def parse_mypy_output(run: Completed) -> list[dict[str, Any]]:
     """mypy's JSON lines; anything else on stdout means it did not run as asked."""
     records = []
     for line in run.stdout.splitlines():
@@ -144,27 +146,35 @@ def _hint(record: dict[str, Any]) -> str:
 
 
 class InterfaceCheck:
+    """The plugin implements its kind's interface, checked statically with mypy against
+    the SDK.
+
+    The shipped code is read as the wheel ships it, beside a probe that constructs the
+    plugin's class and uses every method of its kind's interface the way a host does.
+    An abstract method left unimplemented, an override whose signature is incompatible
+    with the SDK's, or a plain `def` where the SDK declares `async def` (or the
+    reverse) fails the check, at the plugin's own file and line.  Other type errors in
+    the plugin's code are listed, not failed.  `# type: ignore` comments do not hide
+    interface errors.  A mypy that cannot run makes the check an error."""
+
     id = "interface"
     title = "The plugin implements its kind's interface (mypy against the SDK)"
+    security = False
     needs_wheel = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
-            try:
-                return self._run(context, elapsed)
-            except (OSError, ValueError) as exc:
-                return error_result(self.id, elapsed(), f"cannot check the interface: {exc}")
+            return self._run(context, elapsed)
 
     def _run(self, context: CheckContext, elapsed: Any) -> CheckResult:
-        assert context.plugin is not None and context.wheel is not None
-        if context.plugin_environment is None:
-            return error_result(self.id, elapsed(), "no plugin environment to resolve the SDK")
-        entry_point = context.plugin.entry_point
+        wheel, plugin = context.built_plugin()
+        environment = context.environment()
+        entry_point = plugin.entry_point
         module, attribute = split_entry_point(entry_point)
         root = context.scratch / "src"
-        shipped = _shipped.extract(context.wheel, root, context.workdir)
+        shipped = _shipped.extract(wheel, root, context.workdir)
         if any(name.startswith(("aitbc/plugins/", PROBE_FILE)) for name in shipped.files):
-            return error_result(self.id, elapsed(), "the wheel ships files over the SDK's own")
+            raise CheckError("the wheel ships files over the SDK's own")
         for name in shipped.sources:
             if name.endswith(".pyi") and name[:-1] in shipped.files:
                 (root / name).unlink()  # the module that runs is the one checked
@@ -173,8 +183,7 @@ class InterfaceCheck:
         template = (context.checks_dir / "mypy_probe.py.tmpl").read_text(encoding="utf-8")
         probe = render_probe(template, entry_point)
         (root / PROBE_FILE).write_text(probe, encoding="utf-8")
-        environment = context.plugin_environment()
-        run = run_tool(
+        run = process.run(
             [
                 sys.executable,
                 "-m",
@@ -195,16 +204,14 @@ class InterfaceCheck:
             env={"MYPYPATH": "", "MYPY_FORCE_COLOR": "0"},
         )
         if run.timed_out:
-            return error_result(
-                self.id, elapsed(), f"mypy took longer than {context.policy.tool_timeout_s:g}s"
-            )
+            raise CheckError(f"mypy took longer than {context.policy.tool_timeout_s:g}s")
         try:
             records = parse_mypy_output(run)
         except ValueError:
-            return error_result(self.id, elapsed(), f"unreadable mypy output: {run.tail(3)}")
+            raise CheckError(f"unreadable mypy output: {run.tail(3)}") from None
         errors = [r for r in records if r.get("severity", "error") == "error"]
         if run.returncode not in (0, 1, 2) or (run.returncode != 0 and not errors):
-            return error_result(self.id, elapsed(), f"mypy failed: {run.tail(3)}")
+            raise CheckError(f"mypy failed: {run.tail(3)}")
         missing_sdk = [
             r
             for r in errors
@@ -212,7 +219,7 @@ class InterfaceCheck:
         ]
         if missing_sdk:
             reason = f"mypy could not resolve the SDK: {missing_sdk[0]['message']}"
-            return error_result(self.id, elapsed(), reason)
+            raise CheckError(reason)
         where = class_location(root, module, attribute.split(".")[-1])
         findings, ignored = self._classify(errors, shipped, probe_labels(probe), where)
         summary = (

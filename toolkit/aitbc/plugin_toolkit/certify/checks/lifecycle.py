@@ -12,54 +12,49 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from aitbc.plugins.sandbox import Limits, Problem, SandboxResult, run_conformance
+from aitbc.plugins.sandbox import Problem, SandboxResult, run_conformance
 
-from ..base import CheckContext, PluginEnvironment, error_result, result, timed
+from ..base import CheckContext, CheckError, PluginEnvironment, marker_env, result, timed
 from ..model import CheckResult, Finding, Severity
 
 CONFORMANCE = PurePosixPath("conformance", "lifecycle.py")
-#: Set in the worker only: a plugin (or a corpus case) can tell the lifecycle check runs.
-WORKER_ENV = {"AITBC_CERTIFY": "1", "AITBC_CERTIFY_CHECK": "lifecycle"}
 _MAX_TAIL_LINES = 30
 
 
 class LifecycleCheck:
+    """The plugin goes through its whole lifecycle, restart included, and leaves nothing
+    behind.
+
+    It is loaded from its installed wheel in a separate worker process of its isolated
+    environment (the SDK's sandbox), limited in wall-clock time per step and overall,
+    in address space and in CPU time (`[lifecycle]` in the policy), and driven through
+    the conformance steps in `conformance/lifecycle.py`: import through the entry
+    point, construction, `initialize`, `start`, `health_check`, `handle_event`,
+    `stop`, `start` and `stop` again, `cleanup`, then a look for threads, asyncio
+    tasks, files and sockets it left behind.  The first step that fails is reported
+    with why (`lifecycle.<kind>`) and, where known, the plugin's file and line.  A
+    worker that could not run at all makes the check an error, never a pass."""
+
     id = "lifecycle"
     title = "Lifecycle, restart and clean-up in a separate, limited process"
+    security = False
     needs_wheel = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
-            if context.wheel is None or context.plugin is None:
-                return error_result(self.id, elapsed(), "no plugin wheel to load")
+            _, plugin = context.built_plugin()
             module = context.checks_dir.joinpath(*CONFORMANCE.parts)
             if not module.is_file():
-                return error_result(
-                    self.id, elapsed(), f"the conformance steps are missing: {module}"
-                )
-            if context.plugin_environment is None:
-                return error_result(
-                    self.id, elapsed(), "no plugin environment to run the plugin in"
-                )
-            try:
-                environment = context.plugin_environment()
-            except Exception as exc:  # fail closed: no environment, no verdict
-                reason = f"the plugin environment could not be made: {type(exc).__name__}: {exc}"
-                return error_result(self.id, elapsed(), reason)
+                raise CheckError(f"the conformance steps are missing: {module}")
+            environment = context.environment()
             workdir = context.scratch / "sandbox"
             workdir.mkdir(parents=True, exist_ok=True)
-            policy = context.policy
             outcome = run_conformance(
                 environment.python,
                 module,
-                params={"name": context.plugin.name, "entry_point": context.plugin.entry_point},
-                limits=Limits(
-                    step_timeout_s=policy.step_timeout_s,
-                    total_timeout_s=policy.total_timeout_s,
-                    memory_mb=policy.memory_mb,
-                    cpu_s=policy.cpu_s,
-                ),
-                env=WORKER_ENV,
+                params={"name": plugin.name, "entry_point": plugin.entry_point},
+                limits=context.policy.lifecycle,
+                env=marker_env(self.id),
                 workdir=workdir,
             )
             return self._verdict(context, environment, outcome, elapsed())
@@ -80,8 +75,7 @@ class LifecycleCheck:
             "worker_log": _tail(outcome.log_tail) if not outcome.passed else "",
         }
         if outcome.error is not None:
-            return error_result(self.id, duration, f"could not run the lifecycle: {outcome.error}",
-                                **details)  # fmt: skip
+            raise CheckError(f"could not run the lifecycle: {outcome.error}", **details)
         findings = [
             _finding(step, problem, context, environment) for step, problem in outcome.problems
         ]
@@ -91,11 +85,9 @@ class LifecycleCheck:
         if not outcome.passed:  # no problem named, yet not every step ran: fail closed
             ran = len(outcome.steps)
             reason = f"the worker stopped after {ran} of {len(outcome.plan)} steps without a reason"
-            return error_result(self.id, duration, reason, **details)
-        summary = (
-            f"{len(outcome.steps)} steps passed (initialize, start, health_check, handle_event, "
-            "stop, restart, cleanup); nothing left behind"
-        )
+            raise CheckError(reason, **details)
+        # The steps' names come from the conformance module itself, as the worker ran it.
+        summary = f"{len(outcome.steps)} steps passed ({', '.join(outcome.plan)})"
         return result(self.id, [], duration, summary, **details)
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:

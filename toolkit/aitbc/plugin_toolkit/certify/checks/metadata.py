@@ -9,9 +9,8 @@ from typing import Any
 import jsonschema
 from packaging.utils import canonicalize_name
 
-from ..base import CheckContext, error_result, result, timed
+from ..base import CheckContext, CheckError, result, timed
 from ..model import CheckResult, Finding, Severity
-from ..tools import run_tool
 
 #: JSON Schema drafts certification accepts: draft 7 or later.
 ACCEPTED_DRAFTS = {
@@ -19,34 +18,6 @@ ACCEPTED_DRAFTS = {
     "https://json-schema.org/draft/2019-09/schema",
     "https://json-schema.org/draft/2020-12/schema",
 }
-
-
-def probe(context: CheckContext) -> dict[str, Any]:
-    """Run checks/metadata_probe.py in the plugin environment (once per run)."""
-    cached = context.extra.get("metadata_probe")
-    if isinstance(cached, dict):
-        return cached
-    assert context.plugin is not None and context.plugin_environment is not None
-    environment = context.plugin_environment()
-    run = run_tool(
-        [
-            str(environment.python),
-            str(context.checks_dir / "metadata_probe.py"),
-            context.plugin.name,
-        ],
-        cwd=context.scratch,
-        timeout=context.policy.tool_timeout_s,
-    )
-    if run.timed_out:
-        raise RuntimeError(
-            f"the metadata probe took longer than {context.policy.tool_timeout_s:g}s"
-        )
-    try:
-        answer: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        raise RuntimeError(f"the metadata probe printed no JSON: {run.tail(3)}") from None
-    context.extra["metadata_probe"] = answer
-    return answer
 
 
 def _schema_findings(schema_file: Path, declared: Any) -> list[Finding]:
@@ -94,23 +65,34 @@ def _schema_findings(schema_file: Path, declared: Any) -> list[Finding]:
 
 
 class MetadataCheck:
+    """What the plugin says about itself is valid and agrees with its wheel.
+
+    The plugin is loaded through its entry point in its isolated environment (the
+    metadata probe, `metadata_probe.py`), constructed with a real context, and asked
+    for `get_metadata()` and `get_config_schema()`.  It fails when the metadata does
+    not validate, when its name is not the entry point's, when the distribution is not
+    named after the plugin (optionally prefixed `aitbc-`), when its version is not the
+    distribution's, when it declares itself incompatible with this AITBC version, or
+    when `config_schema.json` is missing, not a JSON Schema of draft 7 or later, or not
+    what `get_config_schema()` returns."""
+
     id = "metadata"
     title = "Plugin metadata is valid and agrees with the distribution"
+    security = False
     needs_wheel = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
-            try:
-                answer = probe(context)
-            except RuntimeError as exc:
-                return error_result(self.id, elapsed(), str(exc))
-            assert context.plugin is not None
-            if "error" in answer:
-                field = answer.get("field")
-                rule = "metadata.invalid" if field else "metadata.unloadable"
-                finding = Finding(rule, Severity.HIGH, answer["error"], "plugin.py")
-                return result(self.id, [finding], elapsed(), answer["error"])
-            meta, plugin = answer["metadata"], context.plugin
+            if context.metadata_probe is None:
+                raise CheckError("no metadata probe to ask the plugin")
+            answer = context.metadata_probe.get()
+            _, plugin = context.built_plugin()
+            if answer.error is not None:
+                rule = "metadata.invalid" if answer.field else "metadata.unloadable"
+                finding = Finding(rule, Severity.HIGH, answer.error, "plugin.py")
+                return result(self.id, [finding], elapsed(), answer.error)
+            meta = answer.metadata
+            assert meta is not None  # MetadataProbe: metadata is set when error is not
             findings = []
             if meta["name"] != plugin.name:
                 findings.append(
@@ -145,26 +127,24 @@ class MetadataCheck:
                         "plugin.py",
                     )
                 )
-            if answer.get("incompatibility"):
+            if answer.incompatibility:
                 findings.append(
                     Finding(
                         "metadata.incompatible",
                         Severity.HIGH,
-                        f"the plugin {answer['incompatibility']}",
+                        f"the plugin {answer.incompatibility}",
                         "plugin.py",
                     )
                 )
             findings += _schema_findings(
-                context.workdir / "config_schema.json", answer["config_schema"]
+                context.workdir / "config_schema.json", answer.config_schema
             )
-            context.extra["plugin_metadata"] = meta
-            context.extra["plugin_kind"] = answer.get("kind")
         summary = (
-            f"{meta['name']} {meta['version']} ({answer.get('kind')}): metadata valid"
+            f"{meta['name']} {meta['version']} ({answer.kind}): metadata valid"
             if not findings
             else f"{len(findings)} metadata problem(s)"
         )
-        return result(self.id, findings, elapsed(), summary, kind=answer.get("kind"), metadata=meta)
+        return result(self.id, findings, elapsed(), summary, kind=answer.kind, metadata=meta)
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
         return None  # needs the environment's answer, and the registry entry needs it too

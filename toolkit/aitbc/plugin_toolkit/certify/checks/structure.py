@@ -1,4 +1,4 @@
-"""`structure`: the spec's Plugin Structure is there, and the project builds."""
+"""The `structure` check."""
 
 from __future__ import annotations
 
@@ -22,8 +22,18 @@ SPEC_FILES = (
 
 
 class StructureCheck:
+    """The spec's Plugin Structure is there, and the project builds.
+
+    The project root must hold `__init__.py`, `plugin.py`, `config_schema.json`,
+    `tests/__init__.py`, `tests/test_plugin.py`, `docs/README.md`,
+    `docs/configuration.md`, `requirements.txt` and `setup.py`; each missing file is
+    a finding.  The project must also build a wheel and an sdist with pypa `build`:
+    when it does not, the build's own last lines are the finding, and every check
+    that needs the wheel reports an error instead of a verdict."""
+
     id = "structure"
     title = "The spec's files are present and the project builds"
+    security = False
     needs_wheel = False
 
     def run(self, context: CheckContext) -> CheckResult:

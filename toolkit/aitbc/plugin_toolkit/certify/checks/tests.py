@@ -1,5 +1,4 @@
-"""`tests`: the plugin's own tests pass against the built wheel, installed in the
-isolated environment beside the SDK (not against the source tree)."""
+"""The `tests` check."""
 
 from __future__ import annotations
 
@@ -7,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import defusedxml.ElementTree as ET  # the XML comes from the plugin's own test run
+from aitbc.plugins import process
 
-from ..base import CheckContext, error_result, result, timed
+from ..base import CheckContext, CheckError, marker_env, result, timed
 from ..model import CheckResult, CheckStatus, Finding, Severity
-from ..tools import run_tool
 
 
 def read_junit(junit_xml: Path) -> tuple[list[Finding], int]:
@@ -43,9 +42,19 @@ def read_junit(junit_xml: Path) -> tuple[list[Finding], int]:
 
 
 class TestsCheck:
+    """The plugin's own tests pass against its built wheel.
+
+    Only the project's `tests/` folder is copied out and run with pytest in the
+    plugin's isolated environment, where the wheel is installed beside the SDK, so
+    the tests import the code as users get it, not the source tree.  Each failing or
+    erroring test is a finding at its file and line; a project without `tests/`, or
+    whose tests collect nothing, fails.  pytest that cannot run, times out
+    (`[limits] tool_timeout_s`) or writes no report makes the check an error."""
+
     __test__ = False  # not a pytest test class, whatever its name
     id = "tests"
     title = "The plugin's own tests pass against the built wheel"
+    security = False
     needs_wheel = True
 
     def run(self, context: CheckContext) -> CheckResult:
@@ -56,13 +65,12 @@ class TestsCheck:
                     "tests.missing", Severity.HIGH, "the project has no tests/", "tests"
                 )
                 return result(self.id, [finding], elapsed(), "no tests to run")
-            assert context.plugin_environment is not None
-            environment = context.plugin_environment()
+            environment = context.environment()
             # Only tests/ is copied: imports must come from the installed wheel.
             run_dir = context.scratch / "tests-run"
             shutil.copytree(tests, run_dir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
             report = run_dir / "junit.xml"
-            run = run_tool(
+            run = process.run(
                 [
                     str(environment.python),
                     "-m",
@@ -79,25 +87,21 @@ class TestsCheck:
                 ],
                 cwd=run_dir,
                 timeout=context.policy.tool_timeout_s,
-                env={"AITBC_CERTIFY": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+                env={**marker_env(self.id), "PYTHONDONTWRITEBYTECODE": "1"},
             )
             if run.timed_out:
-                return error_result(
-                    self.id,
-                    elapsed(),
-                    f"pytest took longer than {context.policy.tool_timeout_s:g}s",
-                )
+                raise CheckError(f"pytest took longer than {context.policy.tool_timeout_s:g}s")
             if run.returncode == 5:
                 finding = Finding("tests.none", Severity.HIGH, "pytest collected no tests", "tests")
                 return result(self.id, [finding], elapsed(), "no tests collected")
             if run.returncode not in (0, 1) or not report.is_file():
-                return error_result(self.id, elapsed(), f"pytest could not run: {run.tail(3)}")
+                raise CheckError(f"pytest could not run: {run.tail(3)}")
             try:
                 findings, total = read_junit(report)
             except (ET.ParseError, ValueError) as exc:
-                return error_result(self.id, elapsed(), f"unreadable pytest report: {exc}")
+                raise CheckError(f"unreadable pytest report: {exc}") from None
             if run.returncode == 1 and not findings:
-                return error_result(self.id, elapsed(), f"pytest failed: {run.tail(3)}")
+                raise CheckError(f"pytest failed: {run.tail(3)}")
         summary = (
             f"{total} test(s) passed against the installed wheel"
             if not findings

@@ -17,18 +17,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # C0 and C1 controls except tab and newline: ESC starts ANSI sequences, CR rewrites lines.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-# What a person reads for each check id when a format wants a title (SARIF rules).
-CHECK_TITLES = {
-    "structure": "Project structure",
-    "metadata": "Plugin metadata",
-    "interface": "Interface compliance",
-    "security": "Security (bandit)",
-    "audit": "Dependency audit",
-    "lifecycle": "Lifecycle conformance",
-    "tests": "Plugin tests",
-    "build": "Build and wheel contents",
-}
-
 
 def no_surrogates(text: str) -> str:
     """``text`` with lone surrogates replaced, so it encodes as UTF-8."""
@@ -62,7 +50,7 @@ def seconds(value: float) -> float:
 
 def allowed_incomplete(check: CheckResult) -> bool:
     """An incomplete check the user accepted (``--allow-incomplete-audit``)."""
-    return check.status is CheckStatus.INCOMPLETE and bool(check.details.get("allowed"))
+    return check.status is CheckStatus.INCOMPLETE and check.allowed
 
 
 def status_label(check: CheckResult) -> str:

@@ -15,8 +15,9 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 from urllib.parse import quote
 
+from ..checks import check_info
 from ..model import CertificationReport, CheckResult, CheckStatus, Finding, Severity
-from ._common import CHECK_TITLES, allowed_incomplete, no_surrogates
+from ._common import allowed_incomplete, no_surrogates
 
 SCHEMA = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -28,7 +29,6 @@ LEVELS = {
     Severity.LOW: "note",
 }
 
-SECURITY_CHECKS = ("security", "audit")
 SECURITY_SEVERITY = {  # GitHub's bands: >= 9.0 critical, 7.0 high, 4.0 medium, else low
     Severity.CRITICAL: "9.5",
     Severity.HIGH: "8.0",
@@ -78,11 +78,13 @@ def sarif_log(report: CertificationReport) -> dict[str, Any]:
 
 def _rule(check: CheckResult, finding: Finding, index: int) -> dict[str, Any]:
     """GitHub shows a rule's descriptions atop each alert and its help in a side panel."""
-    title = CHECK_TITLES.get(check.id, check.id)
+    info = check_info(check.id)
+    title = info.title if info is not None else check.id
     properties: dict[str, Any] = {"tags": [_text(check.id)]}
-    if check.id in SECURITY_CHECKS:  # ranks the alert among security alerts on GitHub
+    if info is not None and info.security:  # ranks the alert among security alerts on GitHub
         properties["tags"] = list(dict.fromkeys([_text(check.id), "security"]))  # unique
         properties["security-severity"] = SECURITY_SEVERITY[finding.severity]
+    explanation = info.explanation if info is not None else f"The {check.id} check."
     rule = {
         "id": _text(finding.rule),
         "shortDescription": {"text": _text(f"{title}: {finding.rule}")},
@@ -91,9 +93,9 @@ def _rule(check: CheckResult, finding: Finding, index: int) -> dict[str, Any]:
         },
         "help": {
             "text": _text(
-                f"Reported by `aitbc-plugin certify` ({check.id} check); each result's message "
-                "says what to change.  Run `aitbc-plugin certify` in the plugin project to check "
-                "again."
+                f"{explanation}\n\nReported by `aitbc-plugin certify` ({check.id} check); each "
+                "result's message says what to change.  Run `aitbc-plugin certify` in the "
+                "plugin project to check again."
             )
         },
         "defaultConfiguration": {"level": LEVELS[finding.severity]},

@@ -1,0 +1,429 @@
+"""One way to run a child process: bounded in time, in its own session, and never
+outlived by anything it started.
+
+:func:`run` runs a command to its end and captures its output (:class:`Completed`);
+:func:`spawn` yields the :class:`subprocess.Popen` to callers that converse with the
+child (the sandbox supervisor).  Both require a ``timeout`` (past it the tree is killed;
+``run`` then reports ``returncode=None``), start the child in a new session with stdin
+from /dev/null unless given, take ``env`` as variables set over this process's
+environment (never a replacement: callers want the user's PATH, HOME and proxies), let
+``wrap`` rewrite the command just before it runs (a sandbox's prefix), and kill the
+child's whole tree when it exits, at the timeout, or on any exception while waiting (a
+KeyboardInterrupt too, which then propagates).
+
+Ending a tree, on Linux.  This process makes itself a child subreaper (prctl, once, on
+first use), so a tree's orphans are reparented to it rather than to init, and every
+child gets a random token in ``AITBC_PROCESS_TREE``, which its descendants inherit.  The
+tree is frozen (SIGSTOP) round after round until no one new is found, then SIGKILLed:
+the child's process group and session, the child and its descendants through
+/proc/<pid>/stat parent links, every descendant of this process whose
+/proc/<pid>/environ carries the token, and their descendants.  The killed that became
+our children are reaped (those pids only: other code's children are left alone).  That
+catches setsid, setpgid, double forks and daemons, however the child ended.
+
+It does not catch a process that replaced its environment (exec with a new one, or in
+place as setproctitle does) AND left the session AND whose parent had exited before we
+looked: nothing links it to the tree; only a PID namespace (the sandbox's, later) does.
+Nor one we may not inspect or signal (setuid, non-dumpable: its environ is unreadable).
+An escapee that exits on its own before the tree ends stays our zombie: nothing says it
+was the tree's (being a subreaper, this process also inherits the orphans of children it
+started otherwise).  Elsewhere (macOS: no /proc, no subreaper) only the group is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import select
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, TypeAlias
+
+TREE_VARIABLE = "AITBC_PROCESS_TREE"
+REAP_S = 1.0  # how long ending a tree waits for the killed to die, to reap them
+DRAIN_S = 5.0  # after the kill, how long `run` may read what the pipes still hold; EOF
+# comes as soon as every writer is dead, so this only bounds an unkillable escapee
+_POLL_S = 0.02  # without a pidfd: how often `run` looks whether the child exited
+_ROUNDS = 50  # freezing rounds at most: each finds what forked before the last SIGSTOP
+_LINUX = sys.platform.startswith("linux")
+_PR_SET_CHILD_SUBREAPER = 36
+
+Wrap: TypeAlias = Callable[[list[str]], list[str]]
+Command: TypeAlias = Sequence["str | os.PathLike[str]"]
+StrPath: TypeAlias = "str | os.PathLike[str]"
+Stream: TypeAlias = "int | IO[Any] | None"  # what Popen takes: PIPE, DEVNULL, a descriptor, a file
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished :func:`run`: what ran, how it ended, what it said."""
+
+    command: tuple[str, ...]  # as run, after ``wrap``
+    returncode: int | None  # None: killed after the timeout
+    stdout: str  # UTF-8, undecodable bytes replaced, newlines as "\n"
+    stderr: str
+    duration_s: float
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+    def tail(self, lines: int = 5) -> str:
+        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return " | ".join(text[-lines:]) if text else "(no output)"
+
+
+def run(
+    command: Command,
+    *,
+    timeout: float,
+    cwd: StrPath | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | bytes | None = None,
+    wrap: Wrap | None = None,
+) -> Completed:
+    """Run ``command`` until it exits or ``timeout`` seconds pass, capturing its output;
+    its whole tree is killed either way.  Raises what Popen raises (OSError), and what
+    interrupted the wait (KeyboardInterrupt...) once the tree is dead."""
+    began = time.monotonic()
+    stdin = None if input is None else subprocess.PIPE
+    tree = _Tree(
+        command, wrap, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        pipes = _Pipes(tree.process, input.encode() if isinstance(input, str) else input)
+        try:
+            exited = pipes.pump(began + timeout, until_exit=True)
+            tree.kill()  # first: what escaped the tree must not hold the pipes open
+            pipes.pump(time.monotonic() + DRAIN_S, until_exit=False)
+        finally:
+            pipes.close()
+    finally:
+        tree.close()
+    code = tree.process.returncode if exited else None
+    out, err = pipes.text("stdout"), pipes.text("stderr")
+    return Completed(tree.command, code, out, err, time.monotonic() - began)
+
+
+@contextlib.contextmanager
+def spawn(
+    command: Command,
+    *,
+    timeout: float,
+    cwd: StrPath | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: Stream = None,
+    stdout: Stream = None,
+    stderr: Stream = None,
+    pass_fds: Sequence[int] = (),
+    wrap: Wrap | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``command`` and yield its Popen (byte streams; stdout and stderr inherited
+    unless given).  Leaving the block, however, kills the whole tree and reaps the child;
+    past ``timeout`` seconds the tree is killed even while the block runs."""
+    popen = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "pass_fds": tuple(pass_fds)}
+    tree = _Tree(command, wrap, cwd=cwd, env=env, **popen)
+    backstop = threading.Timer(timeout, tree.kill)
+    backstop.daemon = True
+    try:
+        backstop.start()
+        yield tree.process
+    finally:
+        backstop.cancel()
+        tree.close()
+
+
+def kill_tree(pid: int, known: Iterable[int] | None = None, *, token: str | None = None) -> None:
+    """SIGKILL the process group ``pid`` leads, ``pid`` and its descendants, ``known``
+    (pids seen earlier, perhaps orphaned since) and our descendants carrying ``token``;
+    reap those that became our children (not ``pid``: its Popen does that)."""
+    _end_tree(pid, pid, token, known or ())
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` in /proc (Linux; elsewhere, none are known)."""
+    return sorted(_below([pid], _table()) - {pid})
+
+
+# -- starting --------------------------------------------------------------------------
+class _Tree:
+    """A started child and the means to end everything it started."""
+
+    def __init__(
+        self, command: Command, wrap: Wrap | None, *, env: Mapping[str, str] | None, **popen: Any
+    ) -> None:
+        argv = [os.fspath(part) for part in command]
+        self.command = tuple(wrap(argv) if wrap is not None else argv)
+        self.token = secrets.token_hex(16)
+        self._lock = threading.Lock()  # the backstop timer may kill from its thread
+        _become_subreaper()
+        if popen.get("stdin") is None:
+            popen["stdin"] = subprocess.DEVNULL
+        environment = {**os.environ, **(env or {})}
+        # Nested runs keep the outer tokens: the outer tree still knows these processes.
+        outer = environment.get(TREE_VARIABLE)
+        environment[TREE_VARIABLE] = f"{outer}:{self.token}" if outer else self.token
+        self.process: subprocess.Popen[bytes] = subprocess.Popen(
+            self.command, env=environment, start_new_session=True, **popen
+        )
+
+    def kill(self) -> None:
+        with self._lock:
+            pid = self.process.pid
+            # Once reaped, the child's pid may be another's: do not follow its links.
+            _end_tree(pid, pid if self.process.returncode is None else None, self.token, ())
+
+    def close(self) -> None:
+        """Kill the tree, reap the child, close our ends of its pipes."""
+        try:
+            self.kill()
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5 * REAP_S)  # SIGKILLed: only a D state delays it
+            for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+
+_subreaper_lock = threading.Lock()
+_subreaper: dict[int, bool] = {}  # by pid: a forked child does not inherit the setting
+
+
+def _become_subreaper() -> bool:
+    """Make this process a child subreaper, once: orphans of our trees then come to us."""
+    with _subreaper_lock:
+        pid = os.getpid()
+        if pid not in _subreaper:
+            _subreaper[pid] = False
+            with contextlib.suppress(OSError, AttributeError):
+                if _LINUX:
+                    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
+                    prctl = ctypes.CDLL(None, use_errno=True).prctl
+                    _subreaper[pid] = prctl(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) == 0
+        return _subreaper[pid]
+
+
+# -- waiting and talking (run) ---------------------------------------------------------
+def _exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether the child exited, without reaping it on Linux: its pid (and the group and
+    session it leads) then stay ours, not reusable, until the tree is killed."""
+    if process.returncode is not None:
+        return True
+    if _LINUX:
+        with contextlib.suppress(ChildProcessError):  # reaped elsewhere: poll() says so
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, process.pid, flags) is not None
+    return process.poll() is not None
+
+
+class _Pipes:
+    """Feeds ``data`` to the child and collects its output, in this thread (a reader
+    thread could not be stopped if an escaped process held a pipe open)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], data: bytes | None) -> None:
+        self.process = process
+        self.selector = selectors.DefaultSelector()
+        self.output = {"stdout": bytearray(), "stderr": bytearray()}
+        self.data, self.sent = memoryview(data or b""), 0
+        self.exit_fd: int | None = None  # readable once the child exits: no polling
+        with contextlib.suppress(OSError, AttributeError):  # pidfd: Linux 5.3+ only
+            self.exit_fd = os.pidfd_open(process.pid) if _LINUX else None
+        if process.stdout is not None and process.stderr is not None:
+            self.selector.register(process.stdout, selectors.EVENT_READ, "stdout")
+            self.selector.register(process.stderr, selectors.EVENT_READ, "stderr")
+        if process.stdin is not None:
+            if data:
+                self.selector.register(process.stdin, selectors.EVENT_WRITE, "stdin")
+            else:
+                process.stdin.close()
+        if self.exit_fd is not None:
+            self.selector.register(self.exit_fd, selectors.EVENT_READ, "exit")
+
+    def pump(self, deadline: float, *, until_exit: bool) -> bool:
+        """Move data until the child exits (``until_exit``) or else every pipe closes;
+        False when ``deadline`` comes first."""
+        if not until_exit:
+            self._forget_exit()
+        while not (_exited(self.process) if until_exit else not self.selector.get_map()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            polling = until_exit and self.exit_fd is None
+            for key, _ in self.selector.select(min(remaining, _POLL_S) if polling else remaining):
+                self._move(key)
+        return True
+
+    def _move(self, key: selectors.SelectorKey) -> None:
+        if key.data == "exit":
+            return  # pump() sees it
+        if key.data == "stdin":
+            piece = self.data[self.sent : self.sent + select.PIPE_BUF]
+            try:
+                self.sent += os.write(key.fd, piece)  # PIPE_BUF: never blocks when writable
+            except BrokenPipeError:  # the child does not read it all: its business
+                self.sent = len(self.data)
+            if self.sent >= len(self.data):
+                self._forget(key.fileobj)
+            return
+        chunk = os.read(key.fd, 65536)
+        if chunk:
+            self.output[key.data] += chunk
+        else:
+            self._forget(key.fileobj)
+
+    def _forget(self, stream: Any) -> None:
+        self.selector.unregister(stream)
+        if stream is self.process.stdin:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()  # EOF for the child
+
+    def _forget_exit(self) -> None:
+        if self.exit_fd is not None:
+            self.selector.unregister(self.exit_fd)
+            os.close(self.exit_fd)
+            self.exit_fd = None
+
+    def close(self) -> None:
+        self._forget_exit()
+        self.selector.close()
+
+    def text(self, name: str) -> str:
+        decoded = self.output[name].decode("utf-8", "replace")
+        return decoded.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# -- ending ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Stat:
+    ppid: int
+    group: int
+    session: int
+    zombie: bool
+    started: int  # clock ticks after boot: tells a pid's reuse from its first owner
+
+
+def _stat(pid: int) -> _Stat | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:  # noqa: PTH123 - hot loop
+            fields = file.read().rpartition(b")")[2].split()  # the name may hold ")"
+        ppid, group, session, started = (int(fields[i]) for i in (1, 2, 3, 19))
+        return _Stat(ppid, group, session, fields[0] == b"Z", started)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _table() -> dict[int, _Stat]:
+    try:
+        entries = os.listdir("/proc")  # noqa: PTH208 - names, not paths
+    except OSError:
+        return {}
+    table = {}
+    for entry in entries:
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+            table[int(entry)] = stat
+    return table
+
+
+def _below(roots: Iterable[int], table: dict[int, _Stat]) -> set[int]:
+    """``roots`` and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, stat in table.items():
+        children.setdefault(stat.ppid, []).append(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _carries(pid: int, token: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:  # noqa: PTH123 - hot loop
+            entries = file.read().split(b"\0")
+    except OSError:  # gone, or not ours to read
+        return False
+    prefix = TREE_VARIABLE.encode() + b"="
+    return any(e.startswith(prefix) and token in e[len(prefix) :].split(b":") for e in entries)
+
+
+def _members(
+    table: dict[int, _Stat], group: int, root: int | None, token: bytes | None
+) -> set[int]:
+    """The tree's processes, as far as /proc tells; only ever among our descendants,
+    apart from ``root`` itself and its descendants."""
+    ours = _below([os.getpid()], table) - {os.getpid()}
+    seeds = {pid for pid in ours if group in (table[pid].group, table[pid].session)}
+    if token is not None:
+        seeds |= {pid for pid in ours if not table[pid].zombie and _carries(pid, token)}
+    if root is not None and root in table:
+        seeds.add(root)
+    return _below(seeds, table) - {os.getpid()}
+
+
+def _end_tree(group: int, root: int | None, token: str | None, known: Iterable[int]) -> None:
+    """Freeze the tree (SIGSTOP), in rounds until no one new is found, then SIGKILL it
+    and reap the orphans.  Frozen first: a process killed before its children are found
+    would orphan them, and a stopped one cannot fork or exit while we look."""
+    if not _LINUX or not os.path.isdir("/proc/self"):  # noqa: PTH112 - one call
+        _send(group, signal.SIGKILL, group=True)
+        if root is not None:
+            _send(root, signal.SIGKILL)
+        return
+    marker = None if token is None else token.encode()
+    found: dict[int, int] = {}  # pid: start time
+    extra = set(known)
+    try:
+        for _ in range(_ROUNDS):
+            _send(group, signal.SIGSTOP, group=True)
+            table = _table()
+            new = (_members(table, group, root, marker) | (extra & table.keys())) - found.keys()
+            if not new:
+                break
+            for pid in new:
+                _send(pid, signal.SIGSTOP)
+                found[pid] = table[pid].started
+    finally:  # never leave a stopped process behind, even when interrupted
+        for pid in found:
+            _send(pid, signal.SIGKILL)
+        _send(group, signal.SIGKILL, group=True)
+    _reap(found, keep=root)
+
+
+def _send(pid: int, signum: int, *, group: bool = False) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        (os.killpg if group else os.kill)(pid, signum)
+
+
+def _reap(killed: dict[int, int], keep: int | None) -> None:
+    """Wait (briefly) for the killed to die and reap those that became our children, so
+    orphans do not pile up as zombies of this process.  ``keep``: its Popen reaps it."""
+    me = os.getpid()
+    pending = {pid: started for pid, started in killed.items() if pid != keep}
+    deadline = time.monotonic() + REAP_S
+    while pending:
+        for pid, started in list(pending.items()):
+            stat = _stat(pid)
+            if stat is None or stat.started != started:  # gone (the pid may be another's)
+                del pending[pid]
+            elif stat.ppid == me and stat.zombie:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                del pending[pid]
+            elif stat.ppid != me and stat.ppid not in killed:
+                del pending[pid]  # a live parent outside the tree reaps it, not us
+        if pending and time.monotonic() < deadline:
+            time.sleep(0.005)
+        else:
+            break
