@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 
 
 def main(name: str) -> dict:
-    from aitbc.plugins import AIPlugin, BlockchainPlugin, CLIPlugin, EventBus, PluginContext
+    from aitbc.plugins import EventBus, PluginContext, kind_of
 
     found = [ep for ep in entry_points(group="aitbc.plugins") if ep.name == name]
     if not found:
@@ -25,8 +25,7 @@ def main(name: str) -> dict:
         cls = found[0].load()
     except Exception as exc:
         return {"error": f"importing {found[0].value} failed: {type(exc).__name__}: {exc}"}
-    kind = next((k for base, k in ((CLIPlugin, "cli"), (BlockchainPlugin, "blockchain"),
-                                   (AIPlugin, "ai")) if issubclass(cls, base)), "base")
+    kind = kind_of(cls) if isinstance(cls, type) else "base"
     with tempfile.TemporaryDirectory() as scratch:
         context = PluginContext(config={}, data_dir=scratch, temp_dir=scratch,
                                 logger=logging.getLogger(name), event_bus=EventBus())

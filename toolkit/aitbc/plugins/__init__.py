@@ -24,6 +24,8 @@ _EXPORTS = {
     "ENTRY_POINT_GROUP": ".discovery",
     "EventBus": ".events",
     "IllegalTransitionError": ".errors",
+    "PLUGIN_KINDS": ".kinds",
+    "kind_of": ".kinds",
     "LegacyPluginAdapter": ".legacy",
     "ManagerConfig": ".config",
     "MetadataError": ".errors",
@@ -75,7 +77,7 @@ if TYPE_CHECKING:
         RegistryError,
     )
     from .events import EventBus
-    from .kinds import AIPlugin, BlockchainPlugin, CLIPlugin
+    from .kinds import PLUGIN_KINDS, AIPlugin, BlockchainPlugin, CLIPlugin, kind_of
     from .legacy import LegacyPluginAdapter
     from .manager import PluginManager
     from .metadata import AITBC_VERSION, PluginMetadata
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AITBC_VERSION",
     "ENTRY_POINT_GROUP",
+    "PLUGIN_KINDS",
     "TRANSITIONS",
     "AIPlugin",
     "BasePlugin",
@@ -113,5 +116,6 @@ __all__ = [
     "RegistryError",
     "SecretStr",
     "__version__",
+    "kind_of",
     "mount_cli_plugins",
 ]

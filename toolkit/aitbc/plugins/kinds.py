@@ -58,3 +58,19 @@ class AIPlugin(BasePlugin):
     @abstractmethod
     def get_model_info(self) -> dict[str, Any]:
         """Get model information"""
+
+
+#: The spec's plugin kinds by the name templates, reports and ``aitbc-plugin new --kind``
+#: use: the one list of them (the plugin template has a folder per kind, held to this).
+PLUGIN_KINDS: dict[str, type[object]] = {  # type[BasePlugin] refuses abstract classes
+    "base": BasePlugin,
+    "cli": CLIPlugin,
+    "blockchain": BlockchainPlugin,
+    "ai": AIPlugin,
+}
+
+
+def kind_of(plugin_class: type) -> str:
+    """The most specific kind ``plugin_class`` implements ("base" when none other)."""
+    found = [name for name, cls in PLUGIN_KINDS.items() if issubclass(plugin_class, cls)]
+    return next((name for name in found if name != "base"), "base")

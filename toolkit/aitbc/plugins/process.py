@@ -178,8 +178,13 @@ class _Tree:
     def kill(self) -> None:
         with self._lock:
             pid = self.process.pid
-            # Once reaped, the child's pid may be another's: do not follow its links.
-            _end_tree(pid, pid if self.process.returncode is None else None, self.token, ())
+            # Once reaped, the child's pid (and so its group and session id) may be
+            # another's: neither signal that group nor follow its links; the token and
+            # our own descendants still find what the tree left.
+            if self.process.returncode is None:
+                _end_tree(pid, pid, self.token, ())
+            else:
+                _end_tree(None, None, self.token, ())
 
     def close(self) -> None:
         """Kill the tree, reap the child, close our ends of its pipes."""
@@ -359,12 +364,16 @@ def _carries(pid: int, token: bytes) -> bool:
 
 
 def _members(
-    table: dict[int, _Stat], group: int, root: int | None, token: bytes | None
+    table: dict[int, _Stat], group: int | None, root: int | None, token: bytes | None
 ) -> set[int]:
     """The tree's processes, as far as /proc tells; only ever among our descendants,
     apart from ``root`` itself and its descendants."""
     ours = _below([os.getpid()], table) - {os.getpid()}
-    seeds = {pid for pid in ours if group in (table[pid].group, table[pid].session)}
+    seeds = (
+        set()
+        if group is None
+        else {pid for pid in ours if group in (table[pid].group, table[pid].session)}
+    )
     if token is not None:
         seeds |= {pid for pid in ours if not table[pid].zombie and _carries(pid, token)}
     if root is not None and root in table:
@@ -372,12 +381,13 @@ def _members(
     return _below(seeds, table) - {os.getpid()}
 
 
-def _end_tree(group: int, root: int | None, token: str | None, known: Iterable[int]) -> None:
+def _end_tree(group: int | None, root: int | None, token: str | None, known: Iterable[int]) -> None:
     """Freeze the tree (SIGSTOP), in rounds until no one new is found, then SIGKILL it
     and reap the orphans.  Frozen first: a process killed before its children are found
     would orphan them, and a stopped one cannot fork or exit while we look."""
     if not _LINUX or not os.path.isdir("/proc/self"):  # noqa: PTH112 - one call
-        _send(group, signal.SIGKILL, group=True)
+        if group is not None:
+            _send(group, signal.SIGKILL, group=True)
         if root is not None:
             _send(root, signal.SIGKILL)
         return
@@ -386,7 +396,8 @@ def _end_tree(group: int, root: int | None, token: str | None, known: Iterable[i
     extra = set(known)
     try:
         for _ in range(_ROUNDS):
-            _send(group, signal.SIGSTOP, group=True)
+            if group is not None:
+                _send(group, signal.SIGSTOP, group=True)
             table = _table()
             new = (_members(table, group, root, marker) | (extra & table.keys())) - found.keys()
             if not new:
@@ -397,7 +408,8 @@ def _end_tree(group: int, root: int | None, token: str | None, known: Iterable[i
     finally:  # never leave a stopped process behind, even when interrupted
         for pid in found:
             _send(pid, signal.SIGKILL)
-        _send(group, signal.SIGKILL, group=True)
+        if group is not None:
+            _send(group, signal.SIGKILL, group=True)
     _reap(found, keep=root)
 
 

@@ -180,7 +180,8 @@ def describe(check: Check) -> CheckInfo:
 
 
 class ReportWriter(Protocol):
-    format: str
+    """A report format.  Its name is its line in writers/__init__.py."""
+
     suffix: str  # file suffix for --report-dir, e.g. ".sarif"
 
     def write(self, report: CertificationReport, stream: IO[str]) -> None: ...

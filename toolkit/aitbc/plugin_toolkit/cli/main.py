@@ -14,11 +14,11 @@ from typing import Any, NoReturn
 import click
 from aitbc.plugins import __version__
 
+from ..certify.writers import FORMATS
 from ..errors import ToolkitError
 from ..files import write_atomic
+from ..scaffold.sources import template_kinds
 from .ci import ci
-
-KIND_CHOICES = ("base", "cli", "blockchain", "ai")
 
 
 class Failure(Exception):
@@ -42,7 +42,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("name")
 @click.option(
     "--kind",
-    type=click.Choice(KIND_CHOICES),
+    type=click.Choice(template_kinds()),
     default=None,
     help="The plugin interface to implement (default: base).",
 )
@@ -124,7 +124,7 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
     "--format",
     "formats",
     multiple=True,
-    type=click.Choice(["text", "json", "junit", "sarif", "markdown"]),
+    type=click.Choice(FORMATS),
     help="Report format; repeatable (default: text).",
 )
 @click.option("--output", type=click.Path(path_type=Path), help="Write the (one) report here.")

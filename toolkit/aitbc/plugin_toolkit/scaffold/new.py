@@ -19,9 +19,9 @@ from .sources import (
     check_cookiecutter_trust,
     cookiecutter_context,
     resolve_template,
+    template_kinds,
 )
 
-KINDS = ("base", "cli", "blockchain", "ai")
 ANSWERS_FILE = ".copier-answers.yml"
 
 # Our answer names, and the names cookiecutter templates commonly use for the same.
@@ -59,8 +59,9 @@ class NewResult:
 def create_project(request: NewRequest) -> NewResult:
     """Validate, render into a staging directory, then move into place (or change nothing)."""
     module = check_plugin_name(request.name)
-    if request.kind not in KINDS:
-        raise ToolkitError(f"unknown kind {request.kind!r}; choose one of {', '.join(KINDS)}")
+    kinds = template_kinds()
+    if request.kind not in kinds:
+        raise ToolkitError(f"unknown kind {request.kind!r}; choose one of {', '.join(kinds)}")
     destination = (request.output_dir or Path.cwd() / request.name).absolute()
     require_absent_or_empty(destination)
     source = resolve_template(request.template)

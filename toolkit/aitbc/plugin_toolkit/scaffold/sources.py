@@ -27,6 +27,14 @@ class TemplateSource:
     location: str
 
 
+def template_kinds() -> tuple[str, ...]:
+    """The plugin kinds the built-in template renders: one folder each under
+    includes/kinds/ (base first).  Listed, not imported: `--help` stays fast."""
+    kinds_dir = data_dir("templates") / "plugin" / "includes" / "kinds"
+    found = sorted(p.name for p in kinds_dir.iterdir() if p.is_dir())
+    return tuple(sorted(found, key=lambda name: name != "base"))
+
+
 def builtin_bundle() -> Path:
     """The git bundle holding every released version of the plugin template."""
     return data_dir("templates") / BUNDLE_NAME

@@ -14,7 +14,6 @@ from ..model import CertificationReport
 
 
 class JsonWriter:
-    format = "json"
     suffix = ".json"
 
     def write(self, report: CertificationReport, stream: IO[str]) -> None:

@@ -23,7 +23,6 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class JUnitWriter:
-    format = "junit"
     suffix = ".junit.xml"
 
     def write(self, report: CertificationReport, stream: IO[str]) -> None:

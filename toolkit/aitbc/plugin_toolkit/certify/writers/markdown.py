@@ -30,7 +30,6 @@ _BLOCK_START = re.compile(r"^(?:[-+#]|\d+(?=[.)]))")
 
 
 class MarkdownWriter:
-    format = "markdown"
     suffix = ".md"
 
     def write(self, report: CertificationReport, stream: IO[str]) -> None:

@@ -22,7 +22,6 @@ from ._common import (
 
 
 class TextWriter:
-    format = "text"
     suffix = ".txt"
 
     def write(self, report: CertificationReport, stream: IO[str]) -> None:
