@@ -45,6 +45,20 @@ def ensure_env(*requirements: str) -> None:
     must(BIN / "uv", "pip", "install", "--quiet", "--python", PYTHON, *requirements)
 
 
+def ensure_bubblewrap() -> None:
+    """The kernel jail certification runs plugin code in (bubblewrap).  As root (CI) it is
+    installed from Debian's packages; otherwise we say how, and go on without it."""
+    if shutil.which("bwrap") is not None or sys.platform != "linux":
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get") is not None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        must("apt-get", "update", "-qq", env=env)
+        must("apt-get", "install", "-y", "-qq", "bubblewrap", env=env)
+        return
+    print("note: bubblewrap is not installed, so plugin code runs without the kernel jail; "
+          "install it (sudo apt-get install bubblewrap) and run again", file=sys.stderr)
+
+
 def vulnerability_db() -> list[str]:
     """Offline OSV records for the audit: $AITBC_VULN_DB, else the PyPA advisory-db
     snapshot beside this checkout.  Without one the audit asks PyPI, which on a
@@ -59,6 +73,7 @@ def vulnerability_db() -> list[str]:
 
 def demo() -> int:
     """A plugin author's day (new, certify, the report), then a host running plugins."""
+    ensure_bubblewrap()
     ensure_env("-e", f"{REPO}[toolkit]", str(REPO / "examples" / "bitcoin-integration"))
     out = REPO / ".demo"
     if out.exists():
@@ -79,6 +94,7 @@ def demo() -> int:
 
 
 def test(args: list[str]) -> int:
+    ensure_bubblewrap()
     ensure_env("-e", f"{REPO}[toolkit,test]")
     workers = os.environ.get("AITBC_TEST_WORKERS", "auto")
     code = run(PYTHON, "-m", "pytest", "-n", workers, *args, cwd=REPO)

@@ -7,7 +7,8 @@
 
 Groups: sdk (the SDK with 1,000 plugins), new (`aitbc-plugin new` vs `copier copy`),
 help (`aitbc-plugin --help` start-up and imports), certify (`aitbc-plugin certify`
-cold and warm vs the same tools by hand; needs PyPI for the cold runs' downloads).
+cold and warm vs the same tools by hand; needs PyPI for the cold runs' downloads),
+sandbox (the lifecycle worker in the bubblewrap jail vs unjailed).
 Breakdowns (per check, per step, slowest imports) are printed before the table.
 """
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_certify
 import bench_cli
+import bench_sandbox
 import bench_sdk
 
 Group = Callable[[argparse.Namespace], list[dict[str, Any]]]
@@ -34,6 +36,7 @@ GROUPS: dict[str, Group] = {
     "new": lambda a: bench_cli.bench_new(a.repeat),
     "help": lambda a: bench_cli.bench_help(a.repeat * 4),
     "certify": lambda a: bench_certify.bench_certify(a.certify_rounds),
+    "sandbox": lambda a: bench_sandbox.bench_jail(a.repeat),
 }
 
 

@@ -96,6 +96,9 @@ class CertificationReport:
     registry_entry: dict[str, Any] | None = None
     toolkit: dict[str, Any] = field(default_factory=dict)  # {"version", "tools": {name: ver}}
     reasons: tuple[str, ...] = ()  # why not certified, one line each
+    # How plugin code was contained: {"level": "full"|"partial", "mechanism", "contained":
+    # [phases in the jail], "missing": [what was not contained, in words]}.
+    isolation: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +109,7 @@ class CertificationReport:
             "registry_entry": self.registry_entry,
             "toolkit": self.toolkit,
             "reasons": list(self.reasons),
+            "isolation": self.isolation,
         }
 
 

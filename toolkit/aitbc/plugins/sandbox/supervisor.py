@@ -18,12 +18,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from ..process import spawn
+from .jail import Jail, host_pid, signal_of
 from .leaks import within
 from .protocol import (
     MAX_LINE_BYTES,
@@ -85,22 +86,40 @@ def run_conformance(
     limits: Limits | None = None,
     env: Mapping[str, str] | None = None,
     workdir: Path | None = None,
+    isolate: bool = False,
+    readable: Sequence[Path] = (),
 ) -> SandboxResult:
     """Run ``module``'s STEPS with ``python`` (which must have this SDK) in a worker.
 
     ``workdir`` becomes the worker's working directory and TMPDIR (default: a temporary
-    folder, removed after).  Never raises for anything the worker does."""
+    folder, removed after).  ``isolate``: the worker runs in a kernel jail (see
+    :mod:`.jail`) that can write only ``workdir`` and read, beyond the machine's
+    software, only ``python``'s environment, ``module`` and ``readable``; its
+    environment is then ``env`` and the jail's allowlist, nothing inherited.  Never
+    raises for anything the worker does."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aitbc-sbx-")))
         log = stack.enter_context(tempfile.TemporaryFile(prefix="aitbc-sbx-log-"))
         run = _Supervision(Path(python), module, dict(params or {}), limits or Limits(), log)
+        if isolate:
+            run.jail = Jail(
+                workdir, readable=(*_interpreter_paths(Path(python)), module, *readable)
+            )
         return run.run(dict(env or {}), workdir)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
 
 
-def _worker_env(extra: dict[str, str], workdir: Path) -> dict[str, str]:
-    env = dict(os.environ)  # the worker runs with -I: PYTHON* variables do not apply
+def _interpreter_paths(python: Path) -> tuple[Path, ...]:
+    """What a jailed ``python`` must read: its environment and the Python it is made of."""
+    real = Path(os.path.realpath(python))
+    return (python.parent.parent, real.parent.parent)
+
+
+def _worker_env(extra: dict[str, str], workdir: Path, jail: Jail | None) -> dict[str, str]:
+    # Jailed: the allowlist only.  Otherwise ours (the worker runs with -I: PYTHON*
+    # variables do not apply).
+    env = jail.environment() if jail is not None else dict(os.environ)
     tmp = workdir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env["TMPDIR"] = str(tmp)
@@ -126,6 +145,8 @@ class _Supervision:
         self.hello = self.finished = False
         self.error: str | None = None
         self.death: str | None = None
+        self.jail: Jail | None = None
+        self.inner_pid: int | None = None  # the worker's pid as it said (its namespace's)
 
     # -- the run ----------------------------------------------------------------------
     def run(self, env: dict[str, str], workdir: Path) -> SandboxResult:
@@ -162,11 +183,15 @@ class _Supervision:
         command = [str(self.python), "-I", "-m", "aitbc.plugins.sandbox"]
         job = {"module": str(self.module), "params": self.params, "limits": self.limits.as_dict()}
         line = json.dumps(job).encode() + b"\n"  # before the worker exists: a bad job starts none
+        argv = [*command, "--protocol-fd", str(write_fd)]
+        worker_env: dict[str, str] | None = _worker_env(env, workdir, self.jail)
+        if self.jail is not None:  # bubblewrap clears its own environment for the worker
+            argv, worker_env = self.jail.command(argv, worker_env or {}, workdir), None
         # Its own session; leaving the stack (in _end) kills the worker's whole tree.
         self._tree = contextlib.ExitStack()
         process = self._tree.enter_context(
             spawn(
-                [*command, "--protocol-fd", str(write_fd)],
+                argv,
                 # A backstop only: the run's own deadlines, below, come well before it.
                 timeout=self.limits.total_timeout_s + _BACKSTOP_S,
                 stdin=subprocess.PIPE,
@@ -174,7 +199,7 @@ class _Supervision:
                 stderr=self.log,
                 pass_fds=(write_fd,),
                 cwd=workdir,
-                env=_worker_env(env, workdir),
+                env=worker_env,
             )
         )
         assert process.stdin is not None
@@ -238,6 +263,8 @@ class _Supervision:
             if msg.get("protocol") != PROTOCOL_VERSION:
                 raise ProtocolError(f"protocol {msg.get('protocol')!r}, not {PROTOCOL_VERSION}")
             self.hello = True
+            pid = msg.get("pid")
+            self.inner_pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
         elif not self.hello:
             raise ProtocolError(f"{kind!r} before hello")
         elif kind == "plan":
@@ -297,9 +324,13 @@ class _Supervision:
             self.error = f"the worker did not start within {self.limits.step_timeout_s:g}s"
             return
         log_size = self._log_size()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signal.SIGUSR1)  # faulthandler: every thread's stack
-            time.sleep(0.3)
+        target: int | None = self.process.pid
+        if self.jail is not None:  # the worker, not bubblewrap: found by its namespace pid
+            target = host_pid(self.process.pid, self.inner_pid) if self.inner_pid else None
+        if target is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGUSR1)  # faulthandler: every thread's stack
+                time.sleep(0.3)
         file, line = self._blocked_at(self._log_text(log_size))
         if overall:
             message = f"hung (the whole run exceeded its {self.limits.total_timeout_s:g}s limit)"
@@ -330,6 +361,8 @@ class _Supervision:
         assert self.process is not None
         try:
             code = self.process.wait(timeout=2)
+            if self.jail is not None and (number := signal_of(code)) is not None:
+                code = -number  # bubblewrap says "killed by signal N" as 128 + N
         except subprocess.TimeoutExpired:  # the pipe closed, yet the worker lives on
             self.error = "the worker closed the protocol pipe without finishing"
             return

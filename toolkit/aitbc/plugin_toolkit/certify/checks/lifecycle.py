@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from aitbc.plugins.sandbox import Problem, SandboxResult, run_conformance
+from aitbc.plugins.sandbox.jail import isolation
 
 from ..base import CheckContext, CheckError, PluginEnvironment, marker_env, result, timed
 from ..model import CheckResult, Finding, Severity
@@ -56,6 +57,9 @@ class LifecycleCheck:
                 limits=context.policy.lifecycle,
                 env=marker_env(self.id),
                 workdir=workdir,
+                # In the kernel jail wherever this machine has one (the report says so).
+                isolate=isolation().level == "full",
+                readable=[context.checks_dir],
             )
             return self._verdict(context, environment, outcome, elapsed())
 

@@ -82,3 +82,13 @@ def toolkit_label(report: CertificationReport) -> str:
 def shown_findings(check: CheckResult) -> bool:
     """Whether a person needs this check's findings spelled out (it did not pass)."""
     return check.status is not CheckStatus.PASSED and bool(check.findings)
+
+
+def isolation_label(report: CertificationReport) -> str:
+    """``partial (lifecycle in bubblewrap 0.8.0; not yet in the jail: ...)``."""
+    found = report.isolation
+    contained = found.get("contained") or []
+    parts = [f"{', '.join(map(str, contained))} in {found.get('mechanism')}"] if contained else []
+    parts += [str(item) for item in found.get("missing") or []]
+    level = str(found.get("level", "unknown"))
+    return one_line(f"{level} ({'; '.join(parts)})" if parts else level)

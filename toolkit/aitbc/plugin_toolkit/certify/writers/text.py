@@ -10,6 +10,7 @@ from typing import IO
 
 from ..model import CertificationReport, CheckResult, Finding
 from ._common import (
+    isolation_label,
     location,
     one_line,
     plugin_label,
@@ -46,6 +47,8 @@ def render(report: CertificationReport) -> list[str]:
         lines += ["", "Not certified because:"]
         lines += [f"  - {one_line(reason)}" for reason in report.reasons]
     lines += ["", f"Checked by {toolkit_label(report)}"]
+    if report.isolation:
+        lines.append(f"Isolation: {isolation_label(report)}")
     return lines
 
 

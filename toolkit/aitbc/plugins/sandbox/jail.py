@@ -1,0 +1,160 @@
+"""The kernel sandbox that plugin code runs in: bubblewrap (Flatpak's sandbox), which
+sets up Linux namespaces for it.
+
+Inside a :class:`Jail` a process has
+- no network at all: a new network namespace holds only its own loopback, so not even
+  the host's loopback services are reachable;
+- a clean environment: only what :meth:`Jail.environment` lists (``PATH``, locale, a
+  fresh ``HOME`` and ``TMPDIR`` in its scratch folder, and what the caller adds), never
+  the caller's variables and so none of its secrets;
+- a read-only view of the machine, with the caller's ``HOME`` and ``/tmp`` replaced by
+  empty folders, except its scratch folder (writable) and the paths it is given to read
+  (the plugin's environment, the Python it runs on, the conformance steps);
+- its own PID namespace, IPC, UTS and cgroup namespaces and a new session: when the
+  jail's first process ends or is killed, the kernel kills everything left inside it,
+  double forks and ``setsid`` included, and it cannot see or signal the host's
+  processes.
+
+What it does not stop: code that exploits the kernel itself (a bug in namespaces or a
+system call), CPU and memory use (the worker's own rlimits and the supervisor's wall
+clock do that), reading world-readable files outside ``HOME`` and ``/tmp`` (``/etc``,
+``/usr``: the machine's software, read-only), or a plugin that behaves only when it
+believes nobody watches (timing or environment sniffing).  Where bubblewrap or the
+namespaces it needs are missing, :func:`isolation` says what is missing instead of
+pretending; the caller decides whether to go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+IsolationLevel = Literal["full", "partial"]
+#: What a jailed process may know of the locale; everything else is set by the jail.
+_LOCALE = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+_PATH = "/usr/local/bin:/usr/bin:/bin"
+_PROBE_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How plugin code was contained: ``full``, or ``partial`` with what was missing."""
+
+    level: IsolationLevel
+    mechanism: str  # "bubblewrap 0.8.0", or "none"
+    missing: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "mechanism": self.mechanism, "missing": list(self.missing)}
+
+    def describe(self) -> str:
+        """One line for a person."""
+        if self.level == "full":
+            return f"isolation: full ({self.mechanism})"
+        return f"isolation: partial ({'; '.join(self.missing)})"
+
+
+def bubblewrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+@functools.cache
+def isolation() -> Isolation:
+    """Whether a full jail can be made here: bubblewrap runs a process in every
+    namespace the jail uses (asked once per process)."""
+    found = bubblewrap()
+    if found is None:
+        return Isolation("partial", "none", ("bubblewrap (bwrap) is not installed",))
+    from ..process import run
+
+    try:
+        done = run([found, *_namespaces(), "--ro-bind", "/", "/", "--", "true"],
+                   timeout=_PROBE_TIMEOUT_S)  # fmt: skip
+        version = run([found, "--version"], timeout=_PROBE_TIMEOUT_S).stdout.strip()
+    except OSError as exc:
+        return Isolation("partial", "none", (f"bubblewrap could not run: {exc}",))
+    if done.returncode != 0:
+        why = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+        # Ubuntu 24.04's AppArmor refuses unprivileged user namespaces to unconfined
+        # programs: "setting up uid map: Permission denied" and the like.
+        return Isolation("partial", "none", (f"bubblewrap cannot create namespaces: {why}",))
+    return Isolation("full", version or "bubblewrap")
+
+
+def _namespaces() -> list[str]:
+    return ["--unshare-all", "--die-with-parent", "--new-session"]
+
+
+@dataclass(frozen=True)
+class Jail:
+    """A bubblewrap jail: ``scratch`` is the one writable folder; ``readable`` are
+    paths (files or folders) it may read although they lie in a hidden place."""
+
+    scratch: Path
+    readable: tuple[Path, ...] = ()
+    hidden: tuple[Path, ...] = field(default_factory=lambda: _default_hidden())
+
+    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The whole environment a jailed process gets: an allowlist, never inherited."""
+        home, tmp = self.scratch / "home", self.scratch / "tmp"
+        return {"PATH": _PATH, **_LOCALE, "HOME": str(home), "TMPDIR": str(tmp), **(extra or {})}
+
+    def command(self, argv: Iterable[str], env: Mapping[str, str], cwd: Path) -> list[str]:
+        """``argv`` run in the jail with exactly ``env``, from ``cwd``."""
+        found = bubblewrap()
+        if found is None:
+            raise OSError("bubblewrap (bwrap) is not installed")
+        for folder in (self.scratch / "home", self.scratch / "tmp"):
+            folder.mkdir(parents=True, exist_ok=True)
+        args = [found, *_namespaces(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for place in self.hidden:
+            args += ["--tmpfs", str(place)]
+        for path in sorted({_real(p) for p in (*self.readable, self.scratch, cwd)}, key=len):
+            if path == _real(self.scratch):
+                args += ["--bind", path, path]
+            elif Path(path).exists():
+                args += ["--ro-bind", path, path]
+        args += ["--clearenv"]
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        return [*args, "--chdir", str(cwd), "--", *argv]
+
+
+def _default_hidden() -> tuple[Path, ...]:
+    places = {Path("/tmp"), Path("/var/tmp")}  # noqa: S108 - hidden, not used
+    with contextlib.suppress(RuntimeError, KeyError):
+        places.add(Path.home())
+    return tuple(sorted(places))
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def signal_of(returncode: int) -> int | None:
+    """The signal that ended a jailed process: bubblewrap exits with 128 + its number."""
+    return returncode - 128 if 128 < returncode < 128 + 65 else None
+
+
+def host_pid(outer: int, inner: int) -> int | None:
+    """The host's pid of the jailed process whose pid inside its namespace is ``inner``
+    (``outer``: bubblewrap's pid), found through /proc/<pid>/status's NSpid."""
+    from ..process import descendants
+
+    for pid in descendants(outer):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                ids = line.split()[1:]
+                if len(ids) > 1 and ids[-1] == str(inner):
+                    return pid
+    return None
