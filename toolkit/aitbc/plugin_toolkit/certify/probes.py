@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aitbc.plugins import process
+from aitbc.plugins.sandbox.jail import confine, interpreter_paths
 
 from .base import CheckContext, CheckError
 
@@ -53,11 +54,14 @@ def run_metadata_probe(context: CheckContext) -> MetadataProbe:
     folder = context.scratch / "metadata-probe"
     folder.mkdir(parents=True, exist_ok=True)
     timeout = context.policy.tool_timeout_s
-    run = process.run(
-        [str(environment.python), str(context.checks_dir / "metadata_probe.py"), plugin.name],
+    probe = context.checks_dir / "metadata_probe.py"
+    command, env = confine(
+        [str(environment.python), str(probe), plugin.name],
+        scratch=folder,
         cwd=folder,
-        timeout=timeout,
+        readable=[*interpreter_paths(environment.python), probe],
     )
+    run = process.run(command, cwd=folder, timeout=timeout, env=env)
     if run.timed_out:
         raise CheckError(f"the metadata probe took longer than {timeout:g}s")
     try:

@@ -278,16 +278,16 @@ def _report(
     )
 
 
-#: The phases that run plugin code outside the jail still (the sandbox issue's next steps).
-_NOT_YET_JAILED = "the build, the plugin environment's install, the metadata probe and the tests"
+#: Where plugin code runs in the kernel jail when the machine has one, and where not yet
+#: (the sandbox issue's next steps): what the report's isolation record says.
+JAILED_PHASES = ("metadata probe", "lifecycle", "tests")
+NOT_YET_JAILED = ("the build (setup.py, the build backend)", "the plugin environment's install")
 
 
 def _isolation() -> dict[str, Any]:
-    """How this run contained plugin code: today the lifecycle worker runs in the kernel
-    jail where the machine has one; the other phases do not yet, and the report says so."""
     jail = isolation()
-    contained = ["lifecycle"] if jail.level == "full" else []
-    missing = [*jail.missing, f"not yet in the jail: {_NOT_YET_JAILED}"]
+    contained = list(JAILED_PHASES) if jail.level == "full" else []
+    missing = [*jail.missing, f"not yet in the jail: {', '.join(NOT_YET_JAILED)}"]
     return {"level": "partial", "mechanism": jail.mechanism, "contained": contained,
             "missing": missing}  # fmt: skip
 

@@ -126,6 +126,29 @@ class Jail:
         return [*args, "--chdir", str(cwd), "--", *argv]
 
 
+def confine(
+    argv: list[str],
+    *,
+    scratch: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    readable: Iterable[Path] = (),
+) -> tuple[list[str], dict[str, str] | None]:
+    """``argv`` and the ``env`` to give the process runner: in the jail, where this
+    machine has a full one (the child then gets exactly the jail's allowlist and
+    ``env``), else unchanged (``env`` then goes over the caller's environment)."""
+    if isolation().level != "full":
+        return argv, dict(env or {})
+    jail = Jail(scratch, readable=tuple(readable))
+    return jail.command(argv, jail.environment(env), cwd), None
+
+
+def interpreter_paths(python: Path) -> tuple[Path, ...]:
+    """What a jailed ``python`` must read: its environment and the Python it is made of."""
+    real = Path(os.path.realpath(python))
+    return (python.parent.parent, real.parent.parent)
+
+
 def _default_hidden() -> tuple[Path, ...]:
     places = {Path("/tmp"), Path("/var/tmp")}  # noqa: S108 - hidden, not used
     with contextlib.suppress(RuntimeError, KeyError):

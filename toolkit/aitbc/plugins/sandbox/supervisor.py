@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..process import spawn
-from .jail import Jail, host_pid, signal_of
+from .jail import Jail, host_pid, interpreter_paths, signal_of
 from .leaks import within
 from .protocol import (
     MAX_LINE_BYTES,
@@ -103,17 +103,9 @@ def run_conformance(
         log = stack.enter_context(tempfile.TemporaryFile(prefix="aitbc-sbx-log-"))
         run = _Supervision(Path(python), module, dict(params or {}), limits or Limits(), log)
         if isolate:
-            run.jail = Jail(
-                workdir, readable=(*_interpreter_paths(Path(python)), module, *readable)
-            )
+            run.jail = Jail(workdir, readable=(*interpreter_paths(Path(python)), module, *readable))
         return run.run(dict(env or {}), workdir)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
-
-
-def _interpreter_paths(python: Path) -> tuple[Path, ...]:
-    """What a jailed ``python`` must read: its environment and the Python it is made of."""
-    real = Path(os.path.realpath(python))
-    return (python.parent.parent, real.parent.parent)
 
 
 def _worker_env(extra: dict[str, str], workdir: Path, jail: Jail | None) -> dict[str, str]:

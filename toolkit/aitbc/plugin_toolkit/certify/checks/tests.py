@@ -7,6 +7,7 @@ from pathlib import Path
 
 import defusedxml.ElementTree as ET  # the XML comes from the plugin's own test run
 from aitbc.plugins import process
+from aitbc.plugins.sandbox.jail import confine, interpreter_paths
 
 from ..base import CheckContext, CheckError, marker_env, result, timed
 from ..model import CheckResult, CheckStatus, Finding, Severity
@@ -70,7 +71,7 @@ class TestsCheck:
             run_dir = context.scratch / "tests-run"
             shutil.copytree(tests, run_dir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
             report = run_dir / "junit.xml"
-            run = process.run(
+            command, env = confine(
                 [
                     str(environment.python),
                     "-m",
@@ -85,10 +86,12 @@ class TestsCheck:
                     "junit_family=xunit1",
                     "tests",
                 ],
+                scratch=run_dir,
                 cwd=run_dir,
-                timeout=context.policy.tool_timeout_s,
                 env={**marker_env(self.id), "PYTHONDONTWRITEBYTECODE": "1"},
+                readable=interpreter_paths(environment.python),
             )
+            run = process.run(command, cwd=run_dir, timeout=context.policy.tool_timeout_s, env=env)
             if run.timed_out:
                 raise CheckError(f"pytest took longer than {context.policy.tool_timeout_s:g}s")
             if run.returncode == 5:
