@@ -185,6 +185,9 @@ def test_ctrl_c_midway_leaves_nothing(tmp_path: Path) -> None:
         [*CLI, "new", "p4", "--template", str(template), "--defaults", "--trust"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
+        # As in a terminal: a suite started as a background job (bash's `cmd &`) would
+        # hand its children SIGINT ignored, and Ctrl-C would then mean nothing.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not list(tmp_path.rglob("started")) and time.monotonic() < deadline:
