@@ -1,8 +1,8 @@
-"""`aitbc-plugin certify` of a hostile plugin whose code, at import and in its own tests,
-tries to send the caller's secrets to a listener on the host's loopback and to plant
-files in the caller's home: the phases that run it in the kernel jail (metadata probe,
-lifecycle, tests) let nothing out, and the report says what was contained and what
-was not."""
+"""`aitbc-plugin certify` of a hostile plugin whose code, in its setup.py, at import and
+in its own tests, tries to send the caller's secrets to a listener on the host's
+loopback and to plant files in the caller's home: the phases that run it in the kernel
+jail (build, metadata probe, lifecycle, tests) let nothing out, and the report says what
+was contained and what was not."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def test_a_hostile_plugin_gets_nothing_out(tmp_path: Path) -> None:
         code = EXFILTRATE.format(port=port, marker=str(marker))
         plugin = project / "plugin.py"
         plugin.write_text(plugin.read_text(encoding="utf-8") + code, encoding="utf-8")
+        setup = project / "setup.py"
+        setup.write_text(
+            setup.read_text(encoding="utf-8") + code.replace('"import"', '"build"'),
+            encoding="utf-8",
+        )
         test_file = project / "tests" / "test_plugin.py"
         test_file.write_text(
             test_file.read_text(encoding="utf-8")
@@ -69,9 +74,9 @@ def test_a_hostile_plugin_gets_nothing_out(tmp_path: Path) -> None:
                              capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     report = json.loads(run.stdout)
     statuses = {c["id"]: c["status"] for c in report["checks"]}
-    assert statuses["metadata"] == statuses["lifecycle"] == statuses["tests"] == "passed", run
+    assert {statuses[c] for c in ("build", "metadata", "lifecycle", "tests")} == {"passed"}, run
     assert received == []  # not one byte reached the host's loopback
     assert list(marker.iterdir()) == [] and list((home / ".ssh").iterdir()) == []
     isolation = report["isolation"]
-    assert isolation["contained"] == ["metadata probe", "lifecycle", "tests"]
-    assert isolation["level"] == "partial" and "the build" in " ".join(isolation["missing"])
+    assert isolation["contained"] == ["build", "metadata probe", "lifecycle", "tests"]
+    assert isolation["level"] == "partial" and "install" in " ".join(isolation["missing"])

@@ -2,21 +2,26 @@
 
 `python -m build` with both targets builds the sdist, then the wheel *from the
 sdist*, exactly as a registry user would rebuild it.  SOURCE_DATE_EPOCH is fixed so
-the wheel is byte-for-byte reproducible.
+the wheel is byte-for-byte reproducible.  The build runs the plugin's own code (its
+`setup.py`, an in-tree backend), so it runs in the kernel jail, on a copy of the
+project, in a build environment made beforehand (build_env.py).
 """
 
 from __future__ import annotations
 
 import configparser
 import email.parser
-import sys
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aitbc.plugins.process import run
+from aitbc.plugins.process import Completed, run
+from aitbc.plugins.sandbox.jail import confine, interpreter_paths
 
+from ..errors import ToolkitError
 from .base import PluginInfo
+from .build_env import build_python, build_requirements
 
 #: 1980-01-01, the earliest time a zip file can hold.  Anyone rebuilding with this
 #: value set gets the registry's checksum.
@@ -36,23 +41,42 @@ def build_environment() -> dict[str, str]:
     return {"SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH), "PYTHONHASHSEED": "0"}
 
 
-def build_command(source: Path, out_dir: Path, *targets: str) -> list[str]:
-    command = [sys.executable, "-m", "build", *targets, "--outdir", str(out_dir)]
-    try:
-        import uv  # noqa: F401  - build's `--installer uv` makes isolated builds fast
-
-        command += ["--installer", "uv"]
-    except ImportError:
-        pass
-    return [*command, str(source)]
+def build_command(python: Path, source: Path, out_dir: Path, *targets: str) -> list[str]:
+    """pypa `build` with the build environment's Python: its requirements are there
+    already, and nothing is fetched while the plugin's code runs."""
+    return [str(python), "-m", "build", *targets, "--no-isolation", "--skip-dependency-check",
+            "--outdir", str(out_dir), str(source)]  # fmt: skip
 
 
-def build_distributions(source: Path, out_dir: Path, timeout: float) -> BuildOutcome:
-    built = run(
-        build_command(source, out_dir, "--sdist", "--wheel"),
-        timeout=timeout,
+def jailed_build(
+    source: Path, out_dir: Path, scratch: Path, targets: tuple[str, ...], *, timeout: float,
+    cache_dir: Path,
+) -> Completed:  # fmt: skip
+    """Build ``source`` (inside ``scratch``, the one folder the build may write) into
+    ``out_dir``, in the kernel jail where the machine has one.  Raises ToolkitError when
+    the build environment cannot be made."""
+    python = build_python(build_requirements(source), cache_dir, timeout)
+    command, env = confine(
+        build_command(python, source, out_dir, *targets),
+        scratch=scratch,
+        cwd=source,
         env=build_environment(),
+        readable=interpreter_paths(python),
     )
+    return run(command, cwd=source, timeout=timeout, env=env)
+
+
+def build_distributions(
+    source: Path, build_dir: Path, timeout: float, cache_dir: Path
+) -> BuildOutcome:
+    """The sdist and the wheel of ``source``, built from a copy of it in ``build_dir``."""
+    copy, out_dir = build_dir / "src", build_dir / "dist"
+    shutil.copytree(source, copy, symlinks=True)
+    try:
+        built = jailed_build(copy, out_dir, build_dir, ("--sdist", "--wheel"), timeout=timeout,
+                             cache_dir=cache_dir)  # fmt: skip
+    except ToolkitError as exc:
+        return BuildOutcome(None, None, f"the project does not build: {exc}", "")
     log = built.stdout + built.stderr
     if built.timed_out:
         return BuildOutcome(None, None, f"the build took longer than {timeout:g}s", log)

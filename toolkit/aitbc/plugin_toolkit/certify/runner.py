@@ -107,7 +107,7 @@ def certify(
         workdir = run_dir / "project"
         shutil.copytree(options.project, workdir, ignore=_IGNORED, symlinks=True)
         builds = BuildCache(root if options.use_cache else None, f"{cache.salt}|{sys.version}")
-        outcome = _build(workdir, run_dir / "dist", policy.tool_timeout_s, builds)
+        outcome = _build(workdir, run_dir / "build", policy.tool_timeout_s, builds, root)
         plugin, plugin_problem = plugin_info(outcome.wheel) if outcome.wheel else (None, None)
         base = CheckContext(
             project=options.project.resolve(),
@@ -144,12 +144,14 @@ def certify(
     return report
 
 
-def _build(source: Path, out_dir: Path, timeout: float, builds: BuildCache) -> BuildOutcome:
+def _build(
+    source: Path, build_dir: Path, timeout: float, builds: BuildCache, cache_dir: Path
+) -> BuildOutcome:
     key = builds.key(source)
-    reused = builds.get(key, out_dir)
+    reused = builds.get(key, build_dir / "dist")
     if reused is not None:
         return BuildOutcome(*reused, error=None, log="reused the build of an identical tree")
-    outcome = build_distributions(source, out_dir, timeout)
+    outcome = build_distributions(source, build_dir, timeout, cache_dir)
     if outcome.wheel is not None and outcome.sdist is not None:
         builds.put(key, outcome.wheel, outcome.sdist)
     return outcome
@@ -280,8 +282,11 @@ def _report(
 
 #: Where plugin code runs in the kernel jail when the machine has one, and where not yet
 #: (the sandbox issue's next steps): what the report's isolation record says.
-JAILED_PHASES = ("metadata probe", "lifecycle", "tests")
-NOT_YET_JAILED = ("the build (setup.py, the build backend)", "the plugin environment's install")
+JAILED_PHASES = ("build", "metadata probe", "lifecycle", "tests")
+NOT_YET_JAILED = (
+    "the plugin environment's install (builds of sdist dependencies)",
+    "the environment's Python as mypy and the audit start it (a dependency's .pth file)",
+)
 
 
 def _isolation() -> dict[str, Any]:

@@ -115,10 +115,11 @@ class Jail:
         args = [found, *_namespaces(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for place in self.hidden:
             args += ["--tmpfs", str(place)]
-        for path in sorted({_real(p) for p in (*self.readable, self.scratch, cwd)}, key=len):
-            if path == _real(self.scratch):
-                args += ["--bind", path, path]
-            elif Path(path).exists():
+        scratch = _real(self.scratch)
+        args += ["--bind", scratch, scratch]
+        for path in sorted({_real(p) for p in (*self.readable, cwd)}, key=len):
+            inside = path == scratch or path.startswith(scratch.rstrip("/") + "/")
+            if not inside and Path(path).exists():  # inside: already writable
                 args += ["--ro-bind", path, path]
         args += ["--clearenv"]
         for key, value in env.items():

@@ -6,12 +6,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from aitbc.plugins import process
 from aitbc.plugins.registry import sha256_file
 from packaging.metadata import InvalidMetadata, Metadata
 
+from ...errors import ToolkitError
 from ..base import CheckContext, CheckError, result, timed
-from ..distributions import build_command, build_environment
+from ..cache import cache_root
+from ..distributions import jailed_build
 from ..model import CheckResult, Finding, Severity
 from . import _shipped
 
@@ -132,11 +133,13 @@ class BuildCheck:
         roots = [p for p in (work / "src").iterdir() if p.is_dir()]
         if len(roots) != 1:
             return None, "the sdist does not hold exactly one source folder"
-        run = process.run(
-            build_command(roots[0], work / "dist", "--wheel"),
-            timeout=context.policy.tool_timeout_s,
-            env=build_environment(),
-        )
+        try:
+            timeout = context.policy.tool_timeout_s
+            run = jailed_build(
+                roots[0], work / "dist", work, ("--wheel",), timeout=timeout, cache_dir=cache_root()
+            )
+        except ToolkitError as exc:
+            return None, str(exc)
         rebuilt = work / "dist" / wheel.name
         if run.timed_out or run.returncode != 0 or not rebuilt.is_file():
             return None, run.tail(3)

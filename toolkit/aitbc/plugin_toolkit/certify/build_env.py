@@ -1,0 +1,95 @@
+"""The environment a plugin is built in, made before any of its code runs.
+
+pypa `build` would make an isolated environment itself, downloading the project's
+build requirements while the build backend (the plugin's `setup.py`) can already run.
+Here the toolkit installs `[build-system] requires` (read from pyproject.toml, never
+executed) into a cached venv first, with the package index; the build then runs with
+`--no-isolation` in the kernel jail, with no network at all.  A backend that asks for
+more at build time (`setup_requires`, dynamic requirements) gets nothing and fails the
+build, with its own words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+from aitbc.plugins.process import run
+from filelock import FileLock
+from packaging.requirements import InvalidRequirement, Requirement
+
+from ..errors import ToolkitError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: PEP 517/518: a project without [build-system] is built by setuptools' legacy backend.
+DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
+#: The build frontend itself, run by the environment's own Python.
+FRONTEND = "build>=1.2"
+
+
+def build_requirements(source: Path) -> list[str]:
+    """``[build-system] requires`` of the project at ``source``, validated."""
+    pyproject = source / "pyproject.toml"
+    if not pyproject.is_file():
+        return list(DEFAULT_REQUIRES)
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ToolkitError(f"pyproject.toml cannot be read: {exc}") from None
+    table = data.get("build-system")
+    if table is None:
+        return list(DEFAULT_REQUIRES)
+    requires = table.get("requires") if isinstance(table, dict) else None
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise ToolkitError("pyproject.toml: [build-system] requires must be a list of strings")
+    for requirement in requires:
+        try:
+            Requirement(requirement)
+        except InvalidRequirement as exc:
+            raise ToolkitError(f"pyproject.toml: [build-system] requires: {exc}") from None
+    return sorted(requires)
+
+
+def build_python(requires: list[str], cache_dir: Path, timeout: float) -> Path:
+    """The Python of a venv holding `build` and ``requires``; made once per set of
+    requirements and kept in the toolkit's cache (``.complete`` is written last)."""
+    key = hashlib.sha256("\0".join([sys.version, FRONTEND, *requires]).encode()).hexdigest()
+    root = cache_dir / "build-envs" / key[:24]
+    python = root / "bin" / "python"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if (root / ".complete").is_file() and python.exists():
+            return python
+        shutil.rmtree(root, ignore_errors=True)
+        uv = _uv()
+        _must([*uv, "venv", "--quiet", "--python", sys.executable, str(root)], timeout)
+        _must([*uv, "pip", "install", "--quiet", "--python", str(python), FRONTEND, *requires],
+              timeout)  # fmt: skip
+        (root / ".complete").touch()
+    return python
+
+
+def _uv() -> list[str]:
+    try:
+        from uv import find_uv_bin
+
+        return [find_uv_bin()]
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise ToolkitError("uv is needed to make the build environment") from None
+        return [found]
+
+
+def _must(command: list[str], timeout: float) -> None:
+    done = run(command, timeout=timeout)
+    if done.timed_out:
+        raise ToolkitError(f"installing the build requirements took longer than {timeout:g}s")
+    if done.returncode != 0:
+        raise ToolkitError(f"the build requirements could not be installed: {done.tail(3)}")
