@@ -116,10 +116,12 @@ class Jail:
         for place in self.hidden:
             args += ["--tmpfs", str(place)]
         scratch = _real(self.scratch)
-        args += ["--bind", scratch, scratch]
-        for path in sorted({_real(p) for p in (*self.readable, cwd)}, key=len):
-            inside = path == scratch or path.startswith(scratch.rstrip("/") + "/")
-            if not inside and Path(path).exists():  # inside: already writable
+        # Outer paths first, so an inner bind is never covered by an outer one; what lies
+        # inside the scratch folder is writable with it.
+        for path in sorted({scratch, *(_real(p) for p in (*self.readable, cwd))}, key=len):
+            if path == scratch:
+                args += ["--bind", path, path]
+            elif not path.startswith(scratch.rstrip("/") + "/") and Path(path).exists():
                 args += ["--ro-bind", path, path]
         args += ["--clearenv"]
         for key, value in env.items():
