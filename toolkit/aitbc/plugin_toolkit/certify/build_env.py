@@ -16,11 +16,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from aitbc.plugins.process import run
 from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..errors import ToolkitError
+from .environment import run_step, uv_command
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,29 +67,12 @@ def build_python(requires: list[str], cache_dir: Path, timeout: float) -> Path:
         if (root / ".complete").is_file() and python.exists():
             return python
         shutil.rmtree(root, ignore_errors=True)
-        uv = _uv()
-        _must([*uv, "venv", "--quiet", "--python", sys.executable, str(root)], timeout)
-        _must([*uv, "pip", "install", "--quiet", "--python", str(python), FRONTEND, *requires],
-              timeout)  # fmt: skip
+        uv = uv_command()
+        if uv is None:
+            raise ToolkitError("uv is needed to make the build environment")
+        what = "installing the build requirements"
+        run_step([*uv, "venv", "--quiet", "--python", sys.executable, str(root)], what, timeout)
+        run_step([*uv, "pip", "install", "--quiet", "--python", str(python), FRONTEND, *requires],
+                 what, timeout)  # fmt: skip
         (root / ".complete").touch()
     return python
-
-
-def _uv() -> list[str]:
-    try:
-        from uv import find_uv_bin
-
-        return [find_uv_bin()]
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found is None:
-            raise ToolkitError("uv is needed to make the build environment") from None
-        return [found]
-
-
-def _must(command: list[str], timeout: float) -> None:
-    done = run(command, timeout=timeout)
-    if done.timed_out:
-        raise ToolkitError(f"installing the build requirements took longer than {timeout:g}s")
-    if done.returncode != 0:
-        raise ToolkitError(f"the build requirements could not be installed: {done.tail(3)}")

@@ -16,8 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aitbc.plugins.process import Completed, run
-from aitbc.plugins.sandbox.jail import confine, interpreter_paths
+from aitbc.plugins.process import Completed
+from aitbc.plugins.sandbox.jail import interpreter_paths, run_jailed
 
 from ..errors import ToolkitError
 from .base import PluginInfo
@@ -56,14 +56,14 @@ def jailed_build(
     ``out_dir``, in the kernel jail where the machine has one.  Raises ToolkitError when
     the build environment cannot be made."""
     python = build_python(build_requirements(source), cache_dir, timeout)
-    command, env = confine(
+    return run_jailed(
         build_command(python, source, out_dir, *targets),
         scratch=scratch,
         cwd=source,
+        timeout=timeout,
         env=build_environment(),
         readable=interpreter_paths(python),
     )
-    return run(command, cwd=source, timeout=timeout, env=env)
 
 
 def build_distributions(

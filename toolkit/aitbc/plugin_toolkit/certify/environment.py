@@ -92,7 +92,7 @@ def pack_sdk_wheel(out_dir: Path) -> Path:
     return wheel
 
 
-def _uv() -> list[str] | None:
+def uv_command() -> list[str] | None:
     try:
         from uv import find_uv_bin
 
@@ -102,7 +102,8 @@ def _uv() -> list[str] | None:
         return [found] if found else None
 
 
-def _run(command: list[str], what: str, timeout: float) -> str:
+def run_step(command: list[str], what: str, timeout: float) -> str:
+    """A set-up step of the toolkit's own: its output, or a ToolkitError saying what failed."""
     done = run(command, timeout=timeout)
     if done.timed_out:
         raise ToolkitError(f"{what} took longer than {timeout:g}s")
@@ -113,7 +114,7 @@ def _run(command: list[str], what: str, timeout: float) -> str:
 
 def _site_packages(python: Path) -> Path:
     where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    out = _run([str(python), "-c", where], "asking the plugin environment", PROBE_TIMEOUT_S)
+    out = run_step([str(python), "-c", where], "asking the plugin environment", PROBE_TIMEOUT_S)
     return Path(out.strip())
 
 
@@ -147,23 +148,25 @@ def environment_for(
 
 
 def _create(root: Path, sdk_wheel: Path, plugin_wheel: Path, timeout: float) -> None:
-    uv = _uv()
+    uv = uv_command()
     python = root / "bin" / "python"
     packages = [str(sdk_wheel), str(plugin_wheel), *ENVIRONMENT_TOOLS]
     if uv:
-        _run(
+        run_step(
             [*uv, "venv", "--quiet", "--python", sys.executable, str(root)],
             "creating the plugin environment",
             timeout,
         )
-        _run(
+        run_step(
             [*uv, "pip", "install", "--quiet", "--python", str(python), *packages],
             "installing the plugin and its dependencies",
             timeout,
         )
     else:
-        _run([sys.executable, "-m", "venv", str(root)], "creating the plugin environment", timeout)
-        _run(
+        run_step(
+            [sys.executable, "-m", "venv", str(root)], "creating the plugin environment", timeout
+        )
+        run_step(
             [
                 str(python),
                 "-m",

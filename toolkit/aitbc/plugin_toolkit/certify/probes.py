@@ -9,8 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from aitbc.plugins import process
-from aitbc.plugins.sandbox.jail import confine, interpreter_paths
+from aitbc.plugins.sandbox.jail import interpreter_paths, run_jailed
 
 from .base import CheckContext, CheckError
 
@@ -55,13 +54,13 @@ def run_metadata_probe(context: CheckContext) -> MetadataProbe:
     folder.mkdir(parents=True, exist_ok=True)
     timeout = context.policy.tool_timeout_s
     probe = context.checks_dir / "metadata_probe.py"
-    command, env = confine(
+    run = run_jailed(
         [str(environment.python), str(probe), plugin.name],
         scratch=folder,
         cwd=folder,
+        timeout=timeout,
         readable=[*interpreter_paths(environment.python), probe],
     )
-    run = process.run(command, cwd=folder, timeout=timeout, env=env)
     if run.timed_out:
         raise CheckError(f"the metadata probe took longer than {timeout:g}s")
     try:

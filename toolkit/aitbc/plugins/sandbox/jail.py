@@ -33,7 +33,10 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..process import Completed
 
 IsolationLevel = Literal["full", "partial"]
 #: What a jailed process may know of the locale; everything else is set by the jail.
@@ -129,21 +132,24 @@ class Jail:
         return [*args, "--chdir", str(cwd), "--", *argv]
 
 
-def confine(
+def run_jailed(
     argv: list[str],
     *,
     scratch: Path,
     cwd: Path,
+    timeout: float,
     env: Mapping[str, str] | None = None,
     readable: Iterable[Path] = (),
-) -> tuple[list[str], dict[str, str] | None]:
-    """``argv`` and the ``env`` to give the process runner: in the jail, where this
-    machine has a full one (the child then gets exactly the jail's allowlist and
-    ``env``), else unchanged (``env`` then goes over the caller's environment)."""
+) -> Completed:
+    """``argv`` through the process runner, in the jail where this machine has a full
+    one (the child then gets exactly the jail's allowlist and ``env``); elsewhere as it
+    is, ``env`` over the caller's environment."""
+    from ..process import run
+
     if isolation().level != "full":
-        return argv, dict(env or {})
+        return run(argv, cwd=cwd, timeout=timeout, env=env)
     jail = Jail(scratch, readable=tuple(readable))
-    return jail.command(argv, jail.environment(env), cwd), None
+    return run(jail.command(argv, jail.environment(env), cwd), cwd=cwd, timeout=timeout)
 
 
 def interpreter_paths(python: Path) -> tuple[Path, ...]:

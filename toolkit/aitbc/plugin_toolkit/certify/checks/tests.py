@@ -6,8 +6,7 @@ import shutil
 from pathlib import Path
 
 import defusedxml.ElementTree as ET  # the XML comes from the plugin's own test run
-from aitbc.plugins import process
-from aitbc.plugins.sandbox.jail import confine, interpreter_paths
+from aitbc.plugins.sandbox.jail import interpreter_paths, run_jailed
 
 from ..base import CheckContext, CheckError, marker_env, result, timed
 from ..model import CheckResult, CheckStatus, Finding, Severity
@@ -71,7 +70,7 @@ class TestsCheck:
             run_dir = context.scratch / "tests-run"
             shutil.copytree(tests, run_dir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
             report = run_dir / "junit.xml"
-            command, env = confine(
+            run = run_jailed(
                 [
                     str(environment.python),
                     "-m",
@@ -88,10 +87,10 @@ class TestsCheck:
                 ],
                 scratch=run_dir,
                 cwd=run_dir,
+                timeout=context.policy.tool_timeout_s,
                 env={**marker_env(self.id), "PYTHONDONTWRITEBYTECODE": "1"},
                 readable=interpreter_paths(environment.python),
             )
-            run = process.run(command, cwd=run_dir, timeout=context.policy.tool_timeout_s, env=env)
             if run.timed_out:
                 raise CheckError(f"pytest took longer than {context.policy.tool_timeout_s:g}s")
             if run.returncode == 5:
