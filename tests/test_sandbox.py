@@ -19,7 +19,7 @@ from conftest import make_venv
 FAST = Limits(step_timeout_s=1.0, total_timeout_s=20.0, memory_mb=512, cpu_s=10)
 
 HEADER = """
-import asyncio, os, signal, subprocess, sys, time
+import asyncio, json, os, signal, subprocess, sys, threading, time
 from pathlib import Path
 from aitbc.plugins.sandbox import StepFailure
 
@@ -208,9 +208,13 @@ def test_no_process_is_left_behind(tmp_path: Path, ending: str) -> None:
     pids_file = tmp_path / "pids"
     result = run(tmp_path, body, "('spawns', spawns)", params={"pids": str(pids_file)})
     children = [int(pid) for pid in pids_file.read_text().split()]
-    assert (result.passed, result.death is None) == (
-        (True, True) if ending == "finishes" else (False, False)
-    )
+    assert not result.passed
+    if ending == "finishes":  # seen from outside, after the last step: each one named
+        assert result.death is None
+        left = [p.message for _, p in result.problems if p.kind == "leak.process"]
+        assert len(left) == 2 and all("sleep 60" in m for m in left), left
+    else:
+        assert result.death is not None
     deadline = time.monotonic() + 3
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -218,17 +222,63 @@ def test_no_process_is_left_behind(tmp_path: Path, ending: str) -> None:
     assert [pid for pid in [result.worker_pid, *children] if alive(pid)] == []
 
 
-def test_garbage_on_the_protocol_is_an_error(tmp_path: Path) -> None:
-    body = """
+FIND_CHANNEL = """
+    def channels():
+        # What hostile code does without argv: every pipe it holds, but stdin and stdout.
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{name}")
+            except OSError:  # the descriptor listdir used
+                continue
+            if target.startswith("pipe:") and int(name) > 2:
+                yield int(name)
+"""
+
+
+def test_garbage_on_the_result_channel_fails_the_step_as_forged(tmp_path: Path) -> None:
+    body = (
+        FIND_CHANNEL
+        + """
     async def garbles(session):
-        fd = int(sys.argv[sys.argv.index("--protocol-fd") + 1])
-        os.write(fd, b"this is not json\\n")
+        for fd in channels():
+            try:
+                os.write(fd, b"this is not json\\n")
+            except OSError:
+                pass
         await asyncio.sleep(5)
     """
+    )
     result = run(tmp_path, body, "('garbles', garbles)")
-    assert result.error is not None and result.error.startswith("protocol error from the worker")
-    assert not result.passed
+    assert result.error is None and not result.passed
+    assert [p.kind for _, p in result.problems] == ["forged"]
     assert result.worker_pid is not None and not alive(result.worker_pid)
+
+
+def test_forged_answers_to_every_step_are_refused(tmp_path: Path) -> None:
+    """A step that, before the next ones are asked for, writes their passing answers
+    (and its own), in the worker's own format: no nonce, so nothing is believed."""
+    body = (
+        FIND_CHANNEL
+        + """
+    async def forges(session):
+        lines = []
+        for step in ("forges", "leaks"):
+            lines.append({"type": "end", "step": step, "ok": True, "problems": []})
+            lines.append({"type": "begin", "step": step, "code_roots": []})
+        for fd in channels():
+            try:
+                os.write(fd, b"".join(json.dumps(m).encode() + b"\\n" for m in lines))
+            except OSError:
+                pass
+
+    async def leaks(session):
+        session.values["thread"] = threading.Thread(target=time.sleep, args=(30,), daemon=True)
+        session.values["thread"].start()
+    """
+    )
+    result = run(tmp_path, body, "('forges', forges), ('leaks', leaks)")
+    assert not result.passed and result.error is None
+    assert [p.kind for _, p in result.problems] == ["forged"]
 
 
 def test_a_worker_that_cannot_start_is_an_error(tmp_path: Path) -> None:
@@ -247,7 +297,7 @@ def test_a_worker_that_cannot_start_is_an_error(tmp_path: Path) -> None:
 
 
 def test_the_protocol_rejects_what_is_not_a_message() -> None:
-    assert decode(encode({"type": "done"})) == {"type": "done"}
+    assert decode(encode({"type": "plan"})) == {"type": "plan"}
     for line in (b"not json", b"[]", b'{"type": "shout"}', b"{" + b" " * (1 << 20) + b"}"):
         with pytest.raises(ProtocolError):
             decode(line)

@@ -2,24 +2,45 @@
 
 `aitbc-plugin certify` runs this file inside a sandbox worker: a separate process of
 the plugin's own environment (its wheel and the SDK installed), limited in address
-space and CPU time, with a wall-clock limit per step and overall, and with the
-environment variable AITBC_CERTIFY=1 set.  The steps run in the order of STEPS,
-on one event loop, and stop at the first that fails; the check reports that step
-and why (see README.md beside this file).
+space and CPU time, with a wall-clock limit per step and overall, in the kernel jail,
+with nothing in its environment that says it is a certification.  The steps run in
+the order of STEPS, each when the supervisor asks for it, on one event loop, and stop
+at the first that fails; the check reports that step and why (see README.md beside
+this file).
+
+Before the plugin is even imported, the first step notes what the process holds
+(threads, asyncio tasks, files, sockets) and its process-wide state (logging, builtins,
+sys and threading hooks, signal handlers, the event loop policy, the socket module, the
+SDK's own classes and functions).  The last step, after cleanup, reports whatever is
+new or changed since: made or changed at import, in the constructor or in any step,
+it is the plugin's to undo.
 
 Standard library and the SDK only: this file runs where your plugin runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from aitbc.plugins import ENTRY_POINT_GROUP, BasePlugin, EventBus, PluginContext, PluginStatus
-from aitbc.plugins.sandbox.leaks import settle_and_find_leaks, take_snapshot
+from aitbc.plugins.sandbox import worker
+from aitbc.plugins.sandbox.leaks import (
+    Snapshot,
+    frame_location,
+    host_threads,
+    settle_and_find_leaks,
+    take_snapshot,
+)
+from aitbc.plugins.sandbox.state import state_changes, take_state
 from aitbc.plugins.sandbox.worker import Session, Step
 
 #: The event the handle_event step delivers.
@@ -39,6 +60,10 @@ def _code_roots(module: str) -> list[str]:
 
 async def import_plugin(session: Session) -> None:
     """Load the class through its entry point, as a host that installed the wheel does."""
+    # What exists now is not the plugin's to clean up or restore; anything new or
+    # changed after cleanup is, even what its import or its constructor did.
+    session.values["state"] = take_state()
+    session.values["before"] = take_snapshot()
     name = session.params["name"]
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if len(found) != 1:
@@ -72,8 +97,6 @@ async def construct(session: Session) -> None:
     plugin = session.values["class"](context)
     _expect_status(session, plugin, PluginStatus.UNLOADED, "construction")
     session.values["plugin"] = plugin
-    # What exists now is not the plugin's to clean up; anything new after cleanup is.
-    session.values["before"] = take_snapshot()
 
 
 def _expect_status(session: Session, plugin: Any, expected: PluginStatus, after: str) -> None:
@@ -114,10 +137,50 @@ async def handle_event(session: Session) -> None:
     _expect_status(session, plugin, PluginStatus.ACTIVE, "handle_event")
 
 
+async def _baseline(session: Session, grace: float) -> Snapshot:
+    """The snapshot of the import step, and what the host itself runs now: the worker's
+    task for this step (each step runs in one of its own), and the loop's default
+    executor, ended here (``asyncio.to_thread`` borrows it from the host) so that its
+    threads are gone.  A job still running in that executor is the plugin's leak."""
+    before: Snapshot = session.values["before"]
+    hosts = {t for t in asyncio.all_tasks() if _runs(t, worker.run_step)}
+    before = replace(before, tasks=before.tasks | hosts)
+    loop = asyncio.get_running_loop()
+    shutdown = loop.create_task(loop.shutdown_default_executor())
+    done, _ = await asyncio.wait({shutdown}, timeout=grace)
+    if done:
+        return before
+    frames = sys._current_frames()
+    for thread in sorted(host_threads(), key=lambda t: t.name):
+        if thread.is_alive() and thread.ident is not None:
+            file, line = frame_location(frames.get(thread.ident), session.code_roots)
+            message = f"leaked thread {thread.name!r}: a job of the event loop's default executor"
+            session.problem("leak.thread", f"{message} still runs", file=file, line=line)
+    # Our own shutdown, waiting for that job, is not a leak of the plugin's.
+    ours = {t for t in threading.enumerate() if _shuts_down(t, loop)}
+    return replace(before, threads=before.threads | ours, tasks=before.tasks | {shutdown})
+
+
+def _runs(task: asyncio.Task[Any], function: Callable[..., Any]) -> bool:
+    return getattr(task.get_coro(), "cr_code", None) is getattr(function, "__code__", None)
+
+
+def _shuts_down(thread: threading.Thread, loop: asyncio.AbstractEventLoop) -> bool:
+    """The helper thread of ``loop.shutdown_default_executor()``."""
+    target = getattr(thread, "_target", None)  # kept until the thread ends
+    return getattr(target, "__self__", None) is loop and (
+        getattr(target, "__name__", None) == "_do_shutdown"
+    )
+
+
 async def nothing_left(session: Session) -> None:
-    """After cleanup: no thread, asyncio task, file or socket the plugin made remains."""
+    """After cleanup: no thread, asyncio task, file or socket the plugin made remains, and
+    the process-wide state is as it was before the plugin was imported."""
     grace = min(1.0, session.limits.step_timeout_s / 4)
-    for problem in await settle_and_find_leaks(session.values["before"], session.code_roots, grace):
+    before = await _baseline(session, grace)
+    for problem in await settle_and_find_leaks(before, session.code_roots, grace):
+        session.problems.append(problem)
+    for problem in state_changes(session.values["state"], session.code_roots):
         session.problems.append(problem)
 
 

@@ -30,6 +30,8 @@ _EXPORTS = {
     "ManagerConfig": ".config",
     "MetadataError": ".errors",
     "MountResult": ".cli",
+    "Permission": ".permissions",
+    "Permissions": ".permissions",
     "PluginContext": ".context",
     "PluginError": ".errors",
     "PluginLoadError": ".errors",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     from .legacy import LegacyPluginAdapter
     from .manager import PluginManager
     from .metadata import AITBC_VERSION, PluginMetadata
+    from .permissions import Permission, Permissions
     from .registry import PluginRegistry, RegistryEntry
     from .secrets import SecretStr
     from .status import TRANSITIONS, PluginStatus
@@ -103,6 +106,8 @@ __all__ = [
     "ManagerConfig",
     "MetadataError",
     "MountResult",
+    "Permission",
+    "Permissions",
     "PluginContext",
     "PluginError",
     "PluginLoadError",

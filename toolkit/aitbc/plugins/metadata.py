@@ -11,6 +11,7 @@ from packaging.version import InvalidVersion, Version
 
 from ._version import __version__
 from .errors import MetadataError
+from .permissions import Permissions
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*$")
 NAME_MAX_LENGTH = 64
@@ -78,6 +79,8 @@ class PluginMetadata:
     min_aitbc_version: str | None = None
     max_aitbc_version: str | None = None
     supported_platforms: list[str] = field(default_factory=list)
+    # Not in the spec: capabilities the plugin needs (see aitbc.plugins.permissions).
+    permissions: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -96,6 +99,8 @@ class PluginMetadata:
         self.supported_platforms = _check_str_list(self.supported_platforms, "supported_platforms")
         for dep in self.dependencies:
             parse_dependency(dep)
+        # Stored canonical, so that to_dict() and the registry entry carry one spelling.
+        self.permissions = Permissions.parse(self.permissions).as_list()
         low = self._bound("min_aitbc_version")
         high = self._bound("max_aitbc_version")
         if low is not None and high is not None and low > high:
@@ -108,6 +113,10 @@ class PluginMetadata:
     def _bound(self, field_name: str) -> Version | None:
         value = getattr(self, field_name)
         return None if value is None else parse_version(value, field_name)
+
+    def permission_set(self) -> Permissions:
+        """The declared permissions, parsed (validated again: the list is mutable)."""
+        return Permissions.parse(self.permissions)
 
     def incompatibility(self, aitbc_version: str = AITBC_VERSION) -> str | None:
         """Why this plugin cannot run on ``aitbc_version``, or None when it can.
@@ -137,4 +146,5 @@ class PluginMetadata:
             "min_aitbc_version": self.min_aitbc_version,
             "max_aitbc_version": self.max_aitbc_version,
             "supported_platforms": list(self.supported_platforms),
+            "permissions": list(self.permissions),
         }

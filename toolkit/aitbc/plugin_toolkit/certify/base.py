@@ -24,6 +24,8 @@ from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .model import CertificationReport, CheckResult, CheckStatus, Finding
 
 if TYPE_CHECKING:
+    from aitbc.plugins.sandbox.trace import Behaviour
+
     from .policy import Policy
     from .probes import MetadataProbe
 
@@ -108,6 +110,9 @@ class CheckContext:
     wheel: Path | None = None
     sdist: Path | None = None
     build_error: str | None = None  # why the project did not build
+    # What the build of the project did outside its scratch folder (None: not watched,
+    # or the build was reused from the cache, which keeps only builds that did nothing).
+    build_behaviour: Behaviour | None = None
     plugin: PluginInfo | None = None
     plugin_problem: str | None = None  # why the wheel names no plugin
     vuln_db: Path | None = None
@@ -185,13 +190,6 @@ class ReportWriter(Protocol):
     suffix: str  # file suffix for --report-dir, e.g. ".sarif"
 
     def write(self, report: CertificationReport, stream: IO[str]) -> None: ...
-
-
-def marker_env(check_id: str) -> dict[str, str]:
-    """What plugin code run by a check sees in its environment about certification.
-    The one place it is said (the corpus's careless plugins misbehave only under the
-    lifecycle check by reading it)."""
-    return {"AITBC_CERTIFY": "1", "AITBC_CERTIFY_CHECK": check_id}
 
 
 @contextmanager

@@ -16,8 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aitbc.plugins.process import Completed
-from aitbc.plugins.sandbox.jail import interpreter_paths, run_jailed
+from aitbc.plugins.sandbox.jail import Observed, interpreter_paths, run_observed
+from aitbc.plugins.sandbox.trace import Behaviour
 
 from ..errors import ToolkitError
 from .base import PluginInfo
@@ -35,6 +35,7 @@ class BuildOutcome:
     sdist: Path | None
     error: str | None
     log: str
+    behaviour: Behaviour | None = None  # what the build did, when it ran (and was watched)
 
 
 def build_environment() -> dict[str, str]:
@@ -51,18 +52,20 @@ def build_command(python: Path, source: Path, out_dir: Path, *targets: str) -> l
 def jailed_build(
     source: Path, out_dir: Path, scratch: Path, targets: tuple[str, ...], *, timeout: float,
     cache_dir: Path,
-) -> Completed:  # fmt: skip
+) -> Observed:  # fmt: skip
     """Build ``source`` (inside ``scratch``, the one folder the build may write) into
-    ``out_dir``, in the kernel jail where the machine has one.  Raises ToolkitError when
-    the build environment cannot be made."""
+    ``out_dir``, in the kernel jail where the machine has one, watched from outside.
+    Raises ToolkitError when the build environment cannot be made."""
     python = build_python(build_requirements(source), cache_dir, timeout)
-    return run_jailed(
+    return run_observed(
         build_command(python, source, out_dir, *targets),
         scratch=scratch,
         cwd=source,
         timeout=timeout,
         env=build_environment(),
         readable=interpreter_paths(python),
+        # The frontend runs the backend's hooks in a Python of its own environment.
+        expected_programs=[str(python)],
     )
 
 
@@ -73,17 +76,19 @@ def build_distributions(
     copy, out_dir = build_dir / "src", build_dir / "dist"
     shutil.copytree(source, copy, symlinks=True)
     try:
-        built = jailed_build(copy, out_dir, build_dir, ("--sdist", "--wheel"), timeout=timeout,
-                             cache_dir=cache_dir)  # fmt: skip
+        observed = jailed_build(copy, out_dir, build_dir, ("--sdist", "--wheel"),
+                                timeout=timeout, cache_dir=cache_dir)  # fmt: skip
     except ToolkitError as exc:
         return BuildOutcome(None, None, f"the project does not build: {exc}", "")
+    built, behaviour = observed.completed, observed.behaviour
     log = built.stdout + built.stderr
     if built.timed_out:
-        return BuildOutcome(None, None, f"the build took longer than {timeout:g}s", log)
+        return BuildOutcome(None, None, f"the build took longer than {timeout:g}s", log, behaviour)
     wheels, sdists = sorted(out_dir.glob("*.whl")), sorted(out_dir.glob("*.tar.gz"))
     if built.returncode != 0 or len(wheels) != 1 or len(sdists) != 1:
-        return BuildOutcome(None, None, f"the project does not build: {built.tail(3)}", log)
-    return BuildOutcome(wheels[0], sdists[0], None, log)
+        why = f"the project does not build: {built.tail(3)}"
+        return BuildOutcome(None, None, why, log, behaviour)
+    return BuildOutcome(wheels[0], sdists[0], None, log, behaviour)
 
 
 def plugin_info(wheel: Path) -> tuple[PluginInfo | None, str | None]:

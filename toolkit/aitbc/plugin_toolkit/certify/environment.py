@@ -3,18 +3,26 @@
 It holds the very SDK this toolkit runs (no index has it: we pack the installed
 `aitbc.plugins` into a wheel) and the plugin's wheel with its dependencies.  It is
 the dominant cost of a run, so it is made with uv when available and kept in the
-user cache, keyed by the two wheels' hashes: an unchanged plugin reuses it.
+user cache, keyed by the two wheels' hashes: an unchanged plugin reuses it, once it
+is shown to hold exactly what it held when it was made (integrity.py).
+
+Installing runs outside the jail (it needs the package index), so it runs no package's
+code: wheels only (`--no-build`), never a dependency's `setup.py`; and nothing here
+runs the environment's own Python, whose start-up runs the installed packages' `.pth`
+files.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
+import io
+import re
 import shutil
 import sys
-import tempfile
+import sysconfig
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,11 +32,18 @@ from aitbc.plugins.process import run
 from filelock import FileLock, Timeout
 
 from ..errors import ToolkitError
+from ..files import write_atomic
+from . import integrity
 
 KEEP_ENVIRONMENTS = 8  # older ones are pruned
 # Tools the environment needs beside the plugin: the tests check runs pytest in it.
 ENVIRONMENT_TOOLS = ("pytest",)
-PROBE_TIMEOUT_S = 60  # asking the environment's Python where its packages go
+#: Every install: wheels only (building an sdist runs its setup.py, here, unjailed);
+#: and copies, not uv's default hard links into its cache, through which a write into
+#: one environment would change uv's cache, and so every environment made from it later,
+#: this one rebuilt included.
+UV_INSTALL = ("--no-build", "--link-mode=copy")
+PIP_INSTALL = ("--only-binary", ":all:")
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,10 @@ class IsolatedEnvironment:
     python: Path
     site_packages: Path
     reused: bool
+    #: Why the cached environment was rebuilt rather than reused: what had changed in
+    #: it since it was made ("lib/python3.12/site-packages/evil.pth added").  None when
+    #: it was reused, or made for the first time.
+    rebuilt_because: str | None = None
 
 
 def _record_hash(data: bytes) -> str:
@@ -54,8 +73,9 @@ def sdk_files() -> dict[str, bytes]:
     return files
 
 
-def pack_sdk_wheel(out_dir: Path) -> Path:
-    """A wheel of the running SDK only (not the toolkit), reproducible from its content."""
+def sdk_wheel_bytes() -> tuple[str, bytes]:
+    """A wheel of the running SDK only (not the toolkit): its file name and its bytes,
+    made in memory from the installed files, the same bytes every time."""
     dist = metadata.distribution("aitbc-plugins")
     version = dist.version
     info = f"aitbc_plugins-{version}.dist-info"
@@ -77,19 +97,33 @@ def pack_sdk_wheel(out_dir: Path) -> Path:
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
     content_id = hashlib.sha256(record.encode()).hexdigest()[:16]
-    wheel = out_dir / content_id / f"aitbc_plugins-{version}-py3-none-any.whl"
-    if wheel.is_file():
-        return wheel
-    wheel.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=wheel.parent, suffix=".tmp")
-    os.close(fd)
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
             entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             entry.external_attr = 0o644 << 16
             archive.writestr(entry, data, zipfile.ZIP_DEFLATED)
-    Path(tmp).replace(wheel)
-    return wheel
+    return f"{content_id}/aitbc_plugins-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+def pack_sdk_wheel(out_dir: Path) -> Path:
+    """The SDK's wheel in ``out_dir``, checked before each use: a cached file whose
+    sha256 is not that of the wheel the installed SDK makes (plugin code, in a run
+    without the jail, may have rewritten it) is replaced, atomically, before use."""
+    return _checked_sdk_wheel(out_dir)[0]
+
+
+def _checked_sdk_wheel(out_dir: Path) -> tuple[Path, bytes]:
+    name, data = sdk_wheel_bytes()
+    wheel = out_dir / name
+    try:
+        cached = hashlib.sha256(wheel.read_bytes()).digest()
+    except OSError:
+        cached = None  # absent (or not a file): written below
+    if cached != hashlib.sha256(data).digest():
+        wheel.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(wheel, data)
+    return wheel, data
 
 
 def uv_command() -> list[str] | None:
@@ -102,91 +136,152 @@ def uv_command() -> list[str] | None:
         return [found] if found else None
 
 
-def run_step(command: list[str], what: str, timeout: float) -> str:
-    """A set-up step of the toolkit's own: its output, or a ToolkitError saying what failed."""
-    done = run(command, timeout=timeout)
+def run_step(
+    command: list[str], what: str, timeout: float, cwd: Path | None = None, *,
+    installs: str | None = None,
+) -> str:  # fmt: skip
+    """A set-up step of the toolkit's own: its output, or a ToolkitError saying what failed.
+    ``installs`` ("dependency"...) marks a uv install, whose refusal to build is said so."""
+    done = run(command, timeout=timeout, cwd=cwd)
     if done.timed_out:
         raise ToolkitError(f"{what} took longer than {timeout:g}s")
     if done.returncode != 0:
-        raise ToolkitError(f"{what} failed: {done.tail(3)}")
+        refused = installs and source_only_error(done.stderr + done.stdout, installs)
+        raise ToolkitError(refused or f"{what} failed: {done.tail(3)}")
     return done.stdout
 
 
-def _site_packages(python: Path) -> Path:
-    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    out = run_step([str(python), "-c", where], "asking the plugin environment", PROBE_TIMEOUT_S)
-    return Path(out.strip())
+# uv's words (0.4 to 0.13) when --no-build meets a package with no usable wheel.
+_NO_WHEEL = (
+    re.compile(r"Wheels are required for `([^`]+)` because building from source is disabled"),
+    re.compile(
+        r"Building source distributions (?:is disabled, but attempted to build|for) `([^`]+)`"
+    ),
+)
+_PINNED = re.compile(r"Because (?:only )?(\S+) has no usable wheels")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def source_only_error(output: str, which: str = "dependency") -> str | None:
+    """One line naming the package (a ``which``) an install refused to build, from uv's
+    output; None when that is not why it failed."""
+    text = _ANSI.sub("", output)
+    for pattern in _NO_WHEEL:
+        if found := pattern.search(text):
+            name = found.group(1).split(" @ ")[0]
+            pinned = _PINNED.search(text)
+            if pinned and pinned.group(1).lower().startswith(name.lower()):
+                name = pinned.group(1)
+            return (f"{which} {name} is published only as source; certify installs wheels only, "
+                    "because building a dependency runs its code outside the sandbox")  # fmt: skip
+    return None
+
+
+def site_packages_of(root: Path) -> Path:
+    """The venv's site-packages, from its layout: asking its Python would run the `.pth`
+    files of what is installed there, outside the jail.  The venv was made with this
+    Python (its version is in every cache key), so the layout is this Python's."""
+    names = sysconfig.get_scheme_names()
+    scheme = "posix_venv" if "posix_venv" in names else "posix_prefix"  # 3.10: no venv scheme
+    place = Path(
+        sysconfig.get_path("purelib", scheme, vars={"base": str(root), "platbase": str(root)})
+    )
+    if not place.is_dir():
+        raise ToolkitError(f"the environment {root} has no {place.relative_to(root)}")
+    return place
+
+
+def reuse_or_make(
+    root: Path, make: Callable[[], None], *, reuse: bool, timeout: float
+) -> tuple[bool, str | None]:
+    """(reused, why it was rebuilt) for the environment at ``root``, made by ``make``
+    where it is absent, half-built or changed (the caller holds its lock).  The record
+    of its files is taken after the install (bytecode compiled first) and written last,
+    as the marker that makes it usable."""
+    rebuilt_because = None
+    if reuse and integrity.is_marked(root):
+        rebuilt_because = integrity.verify(root)
+        if rebuilt_because is None:
+            integrity.touch(root)
+            return True, None
+    # A venv records its own path, so it is built where it will live.
+    shutil.rmtree(root, ignore_errors=True)
+    make()
+    integrity.compile_bytecode(site_packages_of(root), timeout)
+    integrity.record(root)
+    return False, rebuilt_because
 
 
 def environment_for(
     plugin_wheel: Path, cache_dir: Path, *, reuse: bool = True, timeout: float = 600
 ) -> IsolatedEnvironment:
     """Create (or reuse) the environment holding the SDK and ``plugin_wheel``."""
-    sdk_wheel = pack_sdk_wheel(cache_dir / "sdk-wheels")
-    key_parts = [
-        sdk_wheel.read_bytes(),
-        plugin_wheel.read_bytes(),
-        sys.version.encode(),
-        " ".join(ENVIRONMENT_TOOLS).encode(),
-    ]
+    sdk_wheel, sdk_bytes = _checked_sdk_wheel(cache_dir / "sdk-wheels")
+    key_parts = [sdk_bytes, plugin_wheel.read_bytes(), sys.version.encode(),
+                 " ".join(ENVIRONMENT_TOOLS).encode()]  # fmt: skip
     key = hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in key_parts)).hexdigest()
     envs = cache_dir / "envs"
     envs.mkdir(parents=True, exist_ok=True)
     root = envs / key[:24]
-    python = root / "bin" / "python"
     with FileLock(str(root) + ".lock"):
-        if reuse and (root / ".complete").is_file() and python.exists():
-            (root / ".complete").touch()  # recently used: pruned last
-            return IsolatedEnvironment(root, python, _site_packages(python), reused=True)
-        # A venv records its own path, so it is built where it will live; the .complete
-        # marker, written last, is what makes it usable (a half-built one is rebuilt).
-        shutil.rmtree(root, ignore_errors=True)
-        _create(root, sdk_wheel, plugin_wheel, timeout)
-        (root / ".complete").touch()
-    _prune(envs)
-    return IsolatedEnvironment(root, python, _site_packages(python), reused=False)
+        reused, rebuilt_because = reuse_or_make(
+            root,
+            lambda: _create(root, sdk_wheel, sdk_bytes, plugin_wheel, timeout),
+            reuse=reuse,
+            timeout=timeout,
+        )
+        site_packages = site_packages_of(root)
+    if not reused:
+        _prune(envs)
+    return IsolatedEnvironment(root, root / "bin" / "python", site_packages, reused,
+                               rebuilt_because)  # fmt: skip
 
 
-def _create(root: Path, sdk_wheel: Path, plugin_wheel: Path, timeout: float) -> None:
+def _create(
+    root: Path, sdk_wheel: Path, sdk_bytes: bytes, plugin_wheel: Path, timeout: float
+) -> None:
     uv = uv_command()
     python = root / "bin" / "python"
     packages = [str(sdk_wheel), str(plugin_wheel), *ENVIRONMENT_TOOLS]
+    what = "installing the plugin and its dependencies"
+    # From the cache, not the user's folder: uv reads the [tool.uv] of a pyproject.toml
+    # there, and that may be the plugin's own (its index, its settings).
+    where = root.parent
     if uv:
-        run_step(
-            [*uv, "venv", "--quiet", "--python", sys.executable, str(root)],
-            "creating the plugin environment",
-            timeout,
-        )
-        run_step(
-            [*uv, "pip", "install", "--quiet", "--python", str(python), *packages],
-            "installing the plugin and its dependencies",
-            timeout,
-        )
+        run_step([*uv, "venv", "--quiet", "--python", sys.executable, str(root)],
+                 "creating the plugin environment", timeout, where)  # fmt: skip
+        run_step([*uv, "pip", "install", "--quiet", *UV_INSTALL, "--python", str(python),
+                  *packages], what, timeout, where, installs="dependency")  # fmt: skip
+        # The SDK once more, from its checked wheel and not uv's cache: a copy there may
+        # have been changed through a link an older toolkit made.  It is small.
+        run_step([*uv, "pip", "install", "--quiet", *UV_INSTALL, "--no-deps", "--no-cache",
+                  "--reinstall-package", "aitbc-plugins", "--python", str(python),
+                  str(sdk_wheel)], what, timeout, where)  # fmt: skip
     else:
-        run_step(
-            [sys.executable, "-m", "venv", str(root)], "creating the plugin environment", timeout
-        )
-        run_step(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                *packages,
-            ],
-            "installing the plugin and its dependencies",
-            timeout,
-        )
+        run_step([sys.executable, "-m", "venv", str(root)], "creating the plugin environment",
+                 timeout, where)  # fmt: skip
+        run_step([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                  *PIP_INSTALL, *packages], what, timeout, where)  # fmt: skip
+    _check_sdk(site_packages_of(root), sdk_bytes)
+
+
+def _check_sdk(site_packages: Path, sdk_wheel: bytes) -> None:
+    """The SDK installed is the one in its wheel, file for file (the checks rely on it)."""
+    with zipfile.ZipFile(io.BytesIO(sdk_wheel)) as archive:
+        for name in (n for n in archive.namelist() if n.startswith("aitbc/")):
+            try:
+                same = (site_packages / name).read_bytes() == archive.read(name)
+            except OSError:
+                same = False
+            if not same:
+                raise ToolkitError(f"the plugin environment holds a changed SDK: {name} differs")
 
 
 def _prune(envs: Path) -> None:
     complete = sorted(
-        (p for p in envs.iterdir() if (p / ".complete").is_file()),
-        key=lambda p: (p / ".complete").stat().st_mtime,
+        (p for p in envs.iterdir() if integrity.is_marked(p)), key=integrity.marked_at,
         reverse=True,
-    )
+    )  # fmt: skip
     for stale in complete[KEEP_ENVIRONMENTS:]:
         try:
             with FileLock(str(stale) + ".lock", timeout=0):

@@ -99,6 +99,9 @@ class CertificationReport:
     # How plugin code was contained: {"level": "full"|"partial", "mechanism", "contained":
     # [phases in the jail], "missing": [what was not contained, in words]}.
     isolation: dict[str, Any] = field(default_factory=dict)
+    # What plugin code did in each phase, seen from outside: {phase: {"network": [...],
+    # "programs": [...], "writes": [...], "processes_left": [...], "notes": [...]}}.
+    behaviour: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,7 @@ class CertificationReport:
             "toolkit": self.toolkit,
             "reasons": list(self.reasons),
             "isolation": self.isolation,
+            "behaviour": self.behaviour,
         }
 
 

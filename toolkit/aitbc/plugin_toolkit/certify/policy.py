@@ -18,6 +18,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 LEVELS = ("low", "medium", "high")
+#: What ``[isolation] require`` may say: "partial" certifies wherever it runs (saying
+#: what was missing); "full" certifies only a run in the jail, watched from outside.
+ISOLATION_LEVELS = ("partial", "full")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Policy:
     lifecycle: Limits  # the sandbox's own limits object: validated there, once
     tool_timeout_s: float
     source: str  # where it came from, for the report
+    require_isolation: str = "partial"  # one of ISOLATION_LEVELS
 
     def fingerprint(self) -> str:
         return repr(sorted((k, v) for k, v in self.__dict__.items() if k != "source"))
@@ -55,6 +59,7 @@ _SHAPE: dict[str, dict[str, type | tuple[type, ...]]] = {
         "cpu_s": int,
     },
     "limits": {"tool_timeout_s": (int, float)},
+    "isolation": {"require": str},
 }
 
 
@@ -111,6 +116,9 @@ def load_policy(
         raise ToolkitError(f"policy {where}: lifecycle.{key} must be positive") from None
     if data["limits"]["tool_timeout_s"] <= 0:
         raise ToolkitError(f"policy {where}: limits.tool_timeout_s must be positive")
+    require_isolation = data.get("isolation", {}).get("require", "partial")
+    if require_isolation not in ISOLATION_LEVELS:
+        raise ToolkitError(f"policy {where}: isolation.require must be one of {ISOLATION_LEVELS}")
     return Policy(
         required=tuple(required),
         security_severity=security["severity"],
@@ -120,4 +128,5 @@ def load_policy(
         lifecycle=limits,
         tool_timeout_s=float(data["limits"]["tool_timeout_s"]),
         source=str(where),
+        require_isolation=require_isolation,
     )

@@ -5,11 +5,16 @@ run by the plugin environment's Python, its answer typed here.  Computed once pe
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from aitbc.plugins.sandbox.jail import interpreter_paths, run_jailed
+from aitbc.plugins.errors import MetadataError
+from aitbc.plugins.metadata import PluginMetadata
+from aitbc.plugins.sandbox.jail import interpreter_paths, run_observed
+from aitbc.plugins.sandbox.trace import Behaviour
 
 from .base import CheckContext, CheckError
 
@@ -25,6 +30,7 @@ class MetadataProbe:
     config_schema: Any = None
     error: str | None = None
     field: str | None = None
+    behaviour: Behaviour | None = None  # what importing and asking the plugin did
 
     @classmethod
     def from_answer(cls, answer: Any) -> MetadataProbe:
@@ -36,12 +42,18 @@ class MetadataProbe:
         metadata = answer.get("metadata")
         if not isinstance(metadata, dict):
             raise CheckError("the metadata probe's answer holds no metadata object")
-        incompatibility = answer.get("incompatibility")
+        # Validated and judged here again: the plugin's process is the plugin's.
+        try:
+            validated = PluginMetadata(**metadata)
+        except MetadataError as exc:
+            return cls(error=f"MetadataError: {exc}", field=exc.field)
+        except TypeError as exc:
+            return cls(error=f"get_metadata() returned unknown fields: {exc}")
         kind = answer.get("kind")
         return cls(
             kind=str(kind) if kind is not None else None,
-            metadata=metadata,
-            incompatibility=str(incompatibility) if incompatibility else None,
+            metadata=validated.to_dict(),
+            incompatibility=validated.incompatibility(),
             config_schema=answer.get("config_schema"),
         )
 
@@ -54,17 +66,27 @@ def run_metadata_probe(context: CheckContext) -> MetadataProbe:
     folder.mkdir(parents=True, exist_ok=True)
     timeout = context.policy.tool_timeout_s
     probe = context.checks_dir / "metadata_probe.py"
-    run = run_jailed(
+    nonce = secrets.token_hex(16)
+    observed = run_observed(
         [str(environment.python), str(probe), plugin.name],
         scratch=folder,
         cwd=folder,
         timeout=timeout,
         readable=[*interpreter_paths(environment.python), probe],
+        expected_programs=[str(environment.python)],
+        input=nonce + "\n",
     )
+    run = observed.completed
     if run.timed_out:
         raise CheckError(f"the metadata probe took longer than {timeout:g}s")
+    answers = [line[len(nonce) + 1 :] for line in run.stdout.splitlines()
+               if line.startswith(nonce + " ")]  # fmt: skip
+    if len(answers) != 1:
+        said = "no answer" if not answers else f"{len(answers)} answers (forged ones among them)"
+        raise CheckError(f"the metadata probe gave {said}: {run.tail(3)}")
     try:
-        answer = json.loads(run.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        raise CheckError(f"the metadata probe printed no JSON: {run.tail(3)}") from None
-    return MetadataProbe.from_answer(answer)
+        answer = json.loads(answers[0])
+    except json.JSONDecodeError:
+        raise CheckError(f"the metadata probe's answer is not JSON: {answers[0][:80]!r}") from None
+    found = MetadataProbe.from_answer(answer)
+    return dataclasses.replace(found, behaviour=observed.behaviour)

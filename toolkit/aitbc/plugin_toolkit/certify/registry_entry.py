@@ -32,5 +32,8 @@ def registry_entry(
     }
     if compatibility:
         entry["compatibility"] = compatibility
+    # Not in the spec's example; the schema admits it, and an empty list says nothing.
+    if metadata.get("permissions"):
+        entry["permissions"] = list(metadata["permissions"])
     PluginRegistry.validate({"plugins": [entry]})
     return entry

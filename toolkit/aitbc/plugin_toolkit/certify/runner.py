@@ -23,6 +23,7 @@ from ..errors import ToolkitError
 from ..files import write_atomic
 from . import checks as registry
 from .base import Check, CheckContext, CheckError, Lazy, PluginEnvironment
+from .behaviour import PHASE_CHECKS
 from .cache import BuildCache, ResultCache, cache_root
 from .distributions import BuildOutcome, build_distributions, plugin_info
 from .environment import environment_for
@@ -58,6 +59,7 @@ class CertifyOptions:
     dist_dir: Path | None = None
     jobs: int = 4
     only: tuple[str, ...] = ()  # run just these checks (a fast subset, as pre-commit does)
+    require_isolation: str | None = None  # over the policy's [isolation] require
 
 
 def tool_versions() -> dict[str, str]:
@@ -89,7 +91,10 @@ def validate_options(options: CertifyOptions) -> Policy:
         raise ToolkitError(
             f"--only: unknown check(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}"
         )
-    return load_policy(data_dir("checks"), options.policy_file)
+    policy = load_policy(data_dir("checks"), options.policy_file)
+    if options.require_isolation is not None:
+        policy = replace(policy, require_isolation=options.require_isolation)
+    return policy
 
 
 def certify(
@@ -118,6 +123,7 @@ def certify(
             wheel=outcome.wheel,
             sdist=outcome.sdist,
             build_error=outcome.error,
+            build_behaviour=outcome.behaviour,
             plugin=plugin,
             plugin_problem=plugin_problem,
             vuln_db=options.vuln_db,
@@ -152,7 +158,9 @@ def _build(
     if reused is not None:
         return BuildOutcome(*reused, error=None, log="reused the build of an identical tree")
     outcome = build_distributions(source, build_dir, timeout, cache_dir)
-    if outcome.wheel is not None and outcome.sdist is not None:
+    # A build that did anything of note is never reused: it is watched again next time.
+    quiet = outcome.behaviour is None or not outcome.behaviour.actions
+    if outcome.wheel is not None and outcome.sdist is not None and quiet:
         builds.put(key, outcome.wheel, outcome.sdist)
     return outcome
 
@@ -244,6 +252,10 @@ def _report(
         for r in results
         if r.id in required and not r.passes
     )
+    contained = _isolation()
+    if policy.require_isolation == "full" and contained["level"] != "full":
+        missing = "; ".join(contained["missing"])
+        reasons += (f"isolation partial, the policy requires full: {missing}",)
     artifacts = tuple(
         Artifact(path.name, sha256_file(path), path.stat().st_size)
         for path in (context.wheel, context.sdist)
@@ -268,33 +280,47 @@ def _report(
             entry_point=plugin.entry_point,
             kind=probe.kind if probe is not None else None,
         )
+    toolkit: dict[str, Any] = {"version": __version__, "tools": tools}
+    environment = context.plugin_environment.peek() if context.plugin_environment else None
+    changed = getattr(environment, "rebuilt_because", None)
+    if changed:  # the cache had been tampered with (or damaged): say so, once
+        toolkit["cache"] = f"the cached plugin environment had been changed ({changed}); rebuilt"
     return CertificationReport(
-        isolation=_isolation(),
+        isolation=contained,
+        behaviour=_behaviour(results),
         certified=not reasons,
         plugin=summary,
         checks=tuple(results),
         artifacts=artifacts,
         registry_entry=entry,
-        toolkit={"version": __version__, "tools": tools},
+        toolkit=toolkit,
         reasons=reasons,
     )
 
 
-#: Where plugin code runs in the kernel jail when the machine has one, and where not yet
-#: (the sandbox issue's next steps): what the report's isolation record says.
-JAILED_PHASES = ("build", "metadata probe", "lifecycle", "tests")
-NOT_YET_JAILED = (
-    "the plugin environment's install (builds of sdist dependencies)",
-    "the environment's Python as mypy and the audit start it (a dependency's .pth file)",
-)
+#: The phases that run plugin code: in the kernel jail and watched from outside when
+#: the machine has both.  (The plugin environment is installed from wheels only, and
+#: mypy and the audit never start the environment's Python outside the jail.)
+JAILED_PHASES = ("build", "import", "lifecycle", "tests")
 
 
 def _isolation() -> dict[str, Any]:
-    jail = isolation()
-    contained = list(JAILED_PHASES) if jail.level == "full" else []
-    missing = [*jail.missing, f"not yet in the jail: {', '.join(NOT_YET_JAILED)}"]
-    return {"level": "partial", "mechanism": jail.mechanism, "contained": contained,
-            "missing": missing}  # fmt: skip
+    found = isolation()
+    contained = list(JAILED_PHASES) if found.jailed else []
+    return {"level": found.level, "mechanism": found.mechanism, "contained": contained,
+            "missing": list(found.missing)}  # fmt: skip
+
+
+def _behaviour(results: list[CheckResult]) -> dict[str, Any]:
+    """Each phase's behaviour record, from the check that ran the phase."""
+    by_id = {r.id: r for r in results}
+    records = {}
+    for phase, check_id in PHASE_CHECKS.items():
+        found = by_id.get(check_id)
+        record = found.details.get("behaviour") if found is not None else None
+        if isinstance(record, dict):
+            records[phase] = {k: v for k, v in record.items() if k != "phase"}
+    return records
 
 
 def _write_dist(dist_dir: Path, files: list[Path]) -> None:

@@ -89,9 +89,10 @@ def ci_matrix(registry: Path | None, paths_text: str | None, ref_template: str, 
 @click.option("--policy", "policy_file", type=click.Path(path_type=Path))
 @click.option("--vuln-db", type=click.Path(path_type=Path))
 @click.option("--allow-incomplete-audit", is_flag=True)
+@click.option("--require-isolation", type=click.Choice(["partial", "full"]))
 def ci_run_chunk(items_text: str, out_dir: Path, work_dir: Path | None,
                  policy_file: Path | None, vuln_db: Path | None,
-                 allow_incomplete_audit: bool) -> None:  # fmt: skip
+                 allow_incomplete_audit: bool, require_isolation: str | None) -> None:  # fmt: skip
     """Certify one matrix chunk's plugins, one after another (exit 1 if any is not)."""
     import tempfile
 
@@ -102,6 +103,7 @@ def ci_run_chunk(items_text: str, out_dir: Path, work_dir: Path | None,
     args += ["--policy", str(policy_file.resolve())] if policy_file else []
     args += ["--vuln-db", str(vuln_db.resolve())] if vuln_db else []
     args += ["--allow-incomplete-audit"] if allow_incomplete_audit else []
+    args += ["--require-isolation", require_isolation] if require_isolation else []
     with tempfile.TemporaryDirectory(prefix="aitbc-chunk-", dir=work_dir) as scratch:
         outcomes = run_chunk(items, out_dir, Path(scratch), tuple(args))
     for outcome in outcomes:

@@ -154,6 +154,12 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
     is_flag=True,
     help="Certify even when some dependencies could not be audited.",
 )
+@click.option(
+    "--require-isolation",
+    type=click.Choice(["partial", "full"]),
+    help="Certify only if plugin code ran this contained (default: the policy's "
+    "[isolation] require); full = in the kernel jail and watched from outside.",
+)
 @click.option("--no-cache", is_flag=True, help="Run every check; ignore cached results.")
 @click.option(
     "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Checks run at once."
@@ -166,8 +172,8 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
 )
 def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_dir: Path | None,
             dist_dir: Path | None, policy_file: Path | None, vuln_db: Path | None,
-            allow_incomplete_audit: bool, no_cache: bool, jobs: int,
-            only: tuple[str, ...]) -> None:  # fmt: skip
+            allow_incomplete_audit: bool, require_isolation: str | None, no_cache: bool,
+            jobs: int, only: tuple[str, ...]) -> None:  # fmt: skip
     """Decide whether the plugin project at PATH may enter the registry (exit 0) or not (1)."""
     from ..certify.runner import CertifyOptions
     from ..certify.runner import certify as run_certification
@@ -181,7 +187,7 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
     options = CertifyOptions(
         project=path, policy_file=policy_file, vuln_db=vuln_db,
         allow_incomplete_audit=allow_incomplete_audit, use_cache=not no_cache,
-        dist_dir=dist_dir, jobs=jobs, only=only,
+        dist_dir=dist_dir, jobs=jobs, only=only, require_isolation=require_isolation,
     )  # fmt: skip
     report = run_certification(options, progress=_progress_printer())
     rendered = {name: _render(WRITERS[name], report) for name in chosen}

@@ -24,10 +24,10 @@ _EXPORTS = {
     "Problem": ".protocol",
     "ProblemKind": ".protocol",
     "ProtocolError": ".protocol",
-    "SandboxResult": ".supervisor",
+    "SandboxResult": ".results",
     "Session": ".worker",
     "StepFailure": ".worker",
-    "StepResult": ".supervisor",
+    "StepResult": ".results",
     "kill_tree": "..process",  # the one runner's, re-exported
     "run_conformance": ".supervisor",
 }
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
         ProblemKind,
         ProtocolError,
     )
-    from .supervisor import SandboxResult, StepResult, run_conformance
+    from .results import SandboxResult, StepResult
+    from .supervisor import run_conformance
     from .worker import Session, StepFailure
 
 __all__ = [

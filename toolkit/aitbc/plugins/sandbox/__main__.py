@@ -1,4 +1,4 @@
-"""``python -m aitbc.plugins.sandbox --protocol-fd N``: the sandbox worker."""
+"""``python -m aitbc.plugins.sandbox`` (the job on stdin): the sandbox worker."""
 
 from .worker import run
 

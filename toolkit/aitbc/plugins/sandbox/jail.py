@@ -30,10 +30,14 @@ import contextlib
 import functools
 import os
 import shutil
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from .trace import Behaviour, read_behaviour, strace, tracer_prefix
 
 if TYPE_CHECKING:
     from ..process import Completed
@@ -47,11 +51,14 @@ _PROBE_TIMEOUT_S = 20.0
 
 @dataclass(frozen=True)
 class Isolation:
-    """How plugin code was contained: ``full``, or ``partial`` with what was missing."""
+    """How plugin code is contained and watched: ``full`` when it runs in the jail and
+    strace follows it from outside; ``partial`` with what was missing otherwise."""
 
     level: IsolationLevel
-    mechanism: str  # "bubblewrap 0.8.0", or "none"
+    mechanism: str  # "bubblewrap 0.8.0 + strace 6.1", or what there is, or "none"
     missing: tuple[str, ...] = ()
+    jailed: bool = False  # bubblewrap makes its namespaces here
+    traced: bool = False  # strace can follow a jail from outside
 
     def as_dict(self) -> dict[str, Any]:
         return {"level": self.level, "mechanism": self.mechanism, "missing": list(self.missing)}
@@ -70,15 +77,16 @@ def bubblewrap() -> str | None:
 @functools.cache
 def isolation() -> Isolation:
     """Whether a full jail can be made here: bubblewrap runs a process in every
-    namespace the jail uses (asked once per process)."""
+    namespace the jail uses, and strace can follow it (asked once per process)."""
     found = bubblewrap()
     if found is None:
         return Isolation("partial", "none", ("bubblewrap (bwrap) is not installed",))
     from ..process import run
 
+    # The running Python as the jailed program: it exists, whatever PATH holds.
+    probe = [found, *_namespaces(), "--ro-bind", "/", "/", "--", sys.executable, "-S", "-c", ""]
     try:
-        done = run([found, *_namespaces(), "--ro-bind", "/", "/", "--", "true"],
-                   timeout=_PROBE_TIMEOUT_S)  # fmt: skip
+        done = run(probe, timeout=_PROBE_TIMEOUT_S)
         version = run([found, "--version"], timeout=_PROBE_TIMEOUT_S).stdout.strip()
     except OSError as exc:
         return Isolation("partial", "none", (f"bubblewrap could not run: {exc}",))
@@ -87,7 +95,38 @@ def isolation() -> Isolation:
         # Ubuntu 24.04's AppArmor refuses unprivileged user namespaces to unconfined
         # programs: "setting up uid map: Permission denied" and the like.
         return Isolation("partial", "none", (f"bubblewrap cannot create namespaces: {why}",))
-    return Isolation("full", version or "bubblewrap")
+    jail = version or "bubblewrap"
+    why_not = _tracer_problem(probe)
+    if why_not is not None:
+        return Isolation("partial", jail, (why_not,), jailed=True)
+    return Isolation("full", f"{jail} + {_strace_version()}", jailed=True, traced=True)
+
+
+def _tracer_problem(probe: list[str]) -> str | None:
+    """Why strace cannot follow a jail from outside here (no strace, ptrace refused)."""
+    from ..process import run
+
+    if strace() is None:
+        return "strace is not installed: no behaviour record"
+    with tempfile.TemporaryDirectory(prefix="aitbc-trace-probe-") as folder:
+        log = str(Path(folder, "log"))
+        done = run([*tracer_prefix(log), *probe], timeout=_PROBE_TIMEOUT_S)
+        if done.returncode != 0:
+            why = " ".join(done.stderr.split())[:200] or f"exit status {done.returncode}"
+            return f"strace cannot follow the jail: {why}"
+        with Path(log).open(encoding="ascii", errors="replace") as lines:
+            if not read_behaviour(lines, scratch=(), cwd="/").complete:
+                return "strace cannot follow the jail: its log shows no process"
+    return None
+
+
+def _strace_version() -> str:
+    from ..process import run
+
+    found = strace()
+    out = run([found or "strace", "-V"], timeout=_PROBE_TIMEOUT_S).stdout.splitlines()
+    words = out[0].split() if out else []
+    return f"strace {words[-1]}" if words else "strace"
 
 
 def _namespaces() -> list[str]:
@@ -106,10 +145,15 @@ class Jail:
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The whole environment a jailed process gets: an allowlist, never inherited."""
         home, tmp = self.scratch / "home", self.scratch / "tmp"
-        return {"PATH": _PATH, **_LOCALE, "HOME": str(home), "TMPDIR": str(tmp), **(extra or {})}
+        return {"PATH": _PATH, **_LOCALE, "HOME": str(home), "TMPDIR": str(tmp),
+                # Bytecode would be written into read-only environments: noise, not news.
+                "PYTHONDONTWRITEBYTECODE": "1", **(extra or {})}  # fmt: skip
 
-    def command(self, argv: Iterable[str], env: Mapping[str, str], cwd: Path) -> list[str]:
-        """``argv`` run in the jail with exactly ``env``, from ``cwd``."""
+    def command(
+        self, argv: Iterable[str], env: Mapping[str, str], cwd: Path, trace_log: Path | None = None
+    ) -> list[str]:
+        """``argv`` run in the jail with exactly ``env``, from ``cwd``; with ``trace_log``,
+        under strace on the host, which writes there what every process in it does."""
         found = bubblewrap()
         if found is None:
             raise OSError("bubblewrap (bwrap) is not installed")
@@ -129,7 +173,55 @@ class Jail:
         args += ["--clearenv"]
         for key, value in env.items():
             args += ["--setenv", key, value]
-        return [*args, "--chdir", str(cwd), "--", *argv]
+        tracer = tracer_prefix(str(trace_log)) if trace_log is not None else []
+        return [*tracer, *args, "--chdir", str(cwd), "--", *argv]
+
+    def behaviour(self, trace_log: Path, cwd: Path, expected: Iterable[str] = ()) -> Behaviour:
+        """What the traced run that wrote ``trace_log`` did outside its scratch folder."""
+        try:
+            with trace_log.open(encoding="ascii", errors="replace") as lines:
+                return read_behaviour(lines, scratch=[str(self.scratch)], cwd=_real(cwd),
+                                      expected_programs=expected)  # fmt: skip
+        except OSError:
+            return Behaviour(complete=False)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A jailed run: how it ended, and what it did (None where nothing watched)."""
+
+    completed: Completed
+    behaviour: Behaviour | None
+
+
+def run_observed(
+    argv: list[str],
+    *,
+    scratch: Path,
+    cwd: Path,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    readable: Iterable[Path] = (),
+    expected_programs: Iterable[str] = (),
+    input: str | None = None,
+) -> Observed:
+    """``argv`` through the process runner, in the jail where this machine has one (the
+    child then gets exactly the jail's allowlist and ``env``), followed by strace where
+    it can be; elsewhere as it is, ``env`` over the caller's environment.
+    ``expected_programs``: what the step runs itself (not the plugin's doing)."""
+    from ..process import run
+
+    found = isolation()
+    if not found.jailed:
+        return Observed(run(argv, cwd=cwd, timeout=timeout, env=env, input=input), None)
+    with tempfile.TemporaryDirectory(prefix="aitbc-trace-") as private:
+        # The log lives where the jail shows an empty folder: nothing inside can read it.
+        jail = Jail(scratch, readable=tuple(readable), hidden=(*_default_hidden(), Path(private)))
+        log = Path(private, "strace.log") if found.traced else None
+        command = jail.command(argv, jail.environment(env), cwd, log)
+        done = run(command, cwd=cwd, timeout=timeout, input=input)
+        behaviour = jail.behaviour(log, cwd, expected_programs) if log is not None else None
+    return Observed(done, behaviour)
 
 
 def run_jailed(
@@ -141,12 +233,10 @@ def run_jailed(
     env: Mapping[str, str] | None = None,
     readable: Iterable[Path] = (),
 ) -> Completed:
-    """``argv`` through the process runner, in the jail where this machine has a full
-    one (the child then gets exactly the jail's allowlist and ``env``); elsewhere as it
-    is, ``env`` over the caller's environment."""
+    """:func:`run_observed`, for a step whose behaviour nobody asks about."""
     from ..process import run
 
-    if isolation().level != "full":
+    if not isolation().jailed:
         return run(argv, cwd=cwd, timeout=timeout, env=env)
     jail = Jail(scratch, readable=tuple(readable))
     return run(jail.command(argv, jail.environment(env), cwd), cwd=cwd, timeout=timeout)
@@ -160,6 +250,10 @@ def interpreter_paths(python: Path) -> tuple[Path, ...]:
 
 def _default_hidden() -> tuple[Path, ...]:
     places = {Path("/tmp"), Path("/var/tmp")}  # noqa: S108 - hidden, not used
+    # Sockets on a read-only mount still accept connections: /run holds the host's
+    # (docker.sock, the D-Bus system bus), so the jail sees an empty one.
+    if Path("/run").is_dir():
+        places.add(Path("/run"))
     with contextlib.suppress(RuntimeError, KeyError):
         places.add(Path.home())
     return tuple(sorted(places))

@@ -15,6 +15,7 @@ import stat
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -23,6 +24,8 @@ from typing import Any
 from .protocol import Problem
 
 _FD_DIR = "/proc/self/fd"
+#: The worker's own tasks (one per step it serves): never the code under test's leaks.
+WORKER_TASKS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,9 @@ def find_leaks(before: Snapshot, roots: list[str]) -> list[Problem]:
         tasks = asyncio.all_tasks()
     except RuntimeError:
         current, tasks = None, set()
-    new_tasks = [t for t in tasks if t not in before.tasks and t is not current]
+    new_tasks = [
+        t for t in tasks if t not in before.tasks and t is not current and t not in WORKER_TASKS
+    ]
     for task in sorted(new_tasks, key=lambda t: t.get_name()):
         problems.append(_task_leak(task, roots))
     for fd, target in sorted(open_fds() - before.fds):

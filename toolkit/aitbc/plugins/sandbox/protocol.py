@@ -1,23 +1,30 @@
 """The one protocol between a sandbox supervisor and its worker.
 
-The supervisor writes one job, a JSON object, to the worker's stdin and closes it::
+The supervisor writes the job, one JSON object, as the first line of the worker's
+stdin; nothing about it is in the worker's argv or environment::
 
-    {"module": "/path/conformance.py", "params": {...}, "limits": {...}}
+    {"module": "/path/conformance.py", "params": {...}, "limits": {...}, "channel": 5}
 
-The worker answers on a pipe it inherits (``--protocol-fd N``), never on its stdout,
-which the code under test may print to.  One JSON object per line, in this order::
+The worker answers on the inherited pipe ``channel``, never on its stdout, which the
+code under test may print to.  One JSON object per line::
 
-    {"type": "hello", "protocol": 1, "pid": 4242}
+    {"type": "hello", "protocol": 2, "pid": 4242}
     {"type": "plan", "steps": ["import", "construct", ...]}
-    {"type": "begin", "step": "start", "code_roots": ["/venv/.../my_plugin"]}
-    {"type": "end", "step": "start", "ok": false, "duration_s": 0.01,
-     "problems": [{"kind": "exception", "message": "...", "file": "...", "line": 12}]}
-    ...
-    {"type": "done"}
 
-``{"type": "error", "message": ...}`` at any point means the worker itself could not
-run the job (bad job, conformance module not loadable): the result is "could not check",
-never "passed".  The worker stops at the first step that fails.
+Then the supervisor asks for each step in turn, on stdin, with a fresh random nonce,
+and the worker answers that request, and only that one, with the same nonce::
+
+    > {"run": "start", "nonce": "9f2c..."}
+    {"type": "begin", "step": "start", "nonce": "9f2c...", "code_roots": ["/venv/.../my_plugin"]}
+    {"type": "end", "step": "start", "nonce": "9f2c...", "ok": false, "duration_s": 0.01,
+     "problems": [{"kind": "exception", "message": "...", "file": "...", "line": 12}]}
+
+A line that answers no pending request (a wrong or missing nonce, a second answer, a
+message out of order) is a forgery by the code under test: the step fails with kind
+``forged``.  Code that runs before a request cannot know its nonce.  The supervisor stops
+asking at the first step that fails, and closes stdin when done: the worker then exits.
+``{"type": "error", "message": ...}`` before the plan means the worker itself could not
+run the job (bad job, conformance module not loadable): "could not check", never "passed".
 """
 
 from __future__ import annotations
@@ -26,9 +33,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_LINE_BYTES = 1 << 20  # a longer line is garbage, not a message
-MESSAGE_TYPES = frozenset({"hello", "plan", "begin", "end", "done", "error"})
+MESSAGE_TYPES = frozenset({"hello", "plan", "begin", "end", "error"})
 
 
 #: Why a step failed, in one word: the certification report's public rule ids are
@@ -48,6 +55,9 @@ ProblemKind = Literal[
     "leak.task",
     "leak.socket",
     "leak.file",
+    "leak.process",  # a child process still alive after cleanup, seen from outside
+    "state",  # process-wide state (logging, builtins, sys hooks, ...) left changed
+    "forged",  # a message on the result channel that answers no request of the supervisor
 ]
 PROBLEM_KINDS: frozenset[str] = frozenset(get_args(ProblemKind))
 

@@ -1,81 +1,48 @@
 """The sandbox supervisor: runs a conformance module in a worker process, within limits,
 and says what happened to each step and, if the worker died, why.
 
-The worker runs in its own session (process group).  Wall-clock limits are the
-supervisor's: per step (a step that blocks the worker's event loop cannot report
-itself) and overall.  On a timeout the supervisor asks the worker for its stacks
-(faulthandler), then kills the whole group; at the end, whatever happened, the runner
+The supervisor asks for each step with a fresh nonce and believes only the answer to
+that request (protocol.py).  Wall-clock limits are the supervisor's: per step (a step
+that blocks the worker's event loop cannot report itself) and overall.  On a timeout
+it asks the worker for its stacks (faulthandler), then kills it.  Before the plugin is
+imported and after the last step, it looks at the worker from outside (/proc: threads,
+descriptors, sockets, child processes, see observe.py); in the jail, strace records
+what every process in it did (trace.py).  At the end, whatever happened, the runner
 (:mod:`aitbc.plugins.process`) kills the worker's whole tree, so nothing outlives a run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import re
+import secrets
 import select
 import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from ..process import spawn
-from .jail import Jail, host_pid, interpreter_paths, signal_of
-from .leaks import within
+from .diagnosis import WorkerLog, blocked_at, cause
+from .jail import Jail, host_pid, interpreter_paths, isolation, signal_of
+from .observe import ProcessView, outside_problems, view
 from .protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
     Limits,
     Problem,
-    ProblemKind,
     ProtocolError,
     decode,
 )
+from .results import SandboxResult, StepResult
 
 GRACE_S = 1.0  # beyond the step limit: time for a worker that timed a step out to say so
 _BACKSTOP_S = 60.0  # beyond the total limit: the runner kills a tree the run forgot
 _LOG_TAIL_BYTES = 16384
-_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in ')
-_WORKER_FILE = str(Path(__file__).with_name("worker.py"))
-
-
-@dataclass(frozen=True)
-class StepResult:
-    name: str
-    ok: bool
-    duration_s: float
-    problems: tuple[Problem, ...] = ()
-
-
-@dataclass(frozen=True)
-class SandboxResult:
-    plan: tuple[str, ...]  # the steps the conformance module defines
-    steps: tuple[StepResult, ...]  # those that ran, in order
-    finished: bool  # the worker said it was done
-    error: str | None  # could not check: the worker did not start or broke the protocol
-    death: str | None  # how the worker ended early, in words, when it did
-    returncode: int | None
-    worker_pid: int | None
-    log_tail: str  # the end of the worker's stdout and stderr
-    duration_s: float
-
-    @property
-    def problems(self) -> list[tuple[str, Problem]]:
-        return [(step.name, problem) for step in self.steps for problem in step.problems]
-
-    @property
-    def passed(self) -> bool:
-        """Every planned step ran and passed: the only way to pass."""
-        return (
-            self.error is None
-            and self.finished
-            and len(self.steps) == len(self.plan)
-            and all(step.ok for step in self.steps)
-        )
 
 
 def run_conformance(
@@ -103,7 +70,10 @@ def run_conformance(
         log = stack.enter_context(tempfile.TemporaryFile(prefix="aitbc-sbx-log-"))
         run = _Supervision(Path(python), module, dict(params or {}), limits or Limits(), log)
         if isolate:
-            run.jail = Jail(workdir, readable=(*interpreter_paths(Path(python)), module, *readable))
+            private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aitbc-trace-")))
+            run.jail = Jail(workdir, readable=(*interpreter_paths(Path(python)), module, *readable),
+                            hidden=(*Jail(workdir).hidden, private))  # fmt: skip
+            run.trace_log = private / "strace.log" if isolation().traced else None
         return run.run(dict(env or {}), workdir)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
 
@@ -126,9 +96,8 @@ class _Supervision:
     def __init__(
         self, python: Path, module: Path, params: dict[str, Any], limits: Limits, log: IO[bytes]
     ) -> None:
-        self.python, self.module, self.params, self.limits, self.log = (
-            python, module, params, limits, log
-        )  # fmt: skip
+        self.python, self.module, self.params, self.limits = python, module, params, limits
+        self.log = WorkerLog(log)
         self.process: subprocess.Popen[bytes] | None = None
         self.plan: tuple[str, ...] = ()
         self.steps: list[StepResult] = []
@@ -138,7 +107,11 @@ class _Supervision:
         self.error: str | None = None
         self.death: str | None = None
         self.jail: Jail | None = None
+        self.trace_log: Path | None = None
         self.inner_pid: int | None = None  # the worker's pid as it said (its namespace's)
+        self.nonce: str | None = None  # of the request the worker must answer now
+        self.began = False  # it said it began that request's step
+        self.baseline: ProcessView | None = None  # the worker before the plugin's import
 
     # -- the run ----------------------------------------------------------------------
     def run(self, env: dict[str, str], workdir: Path) -> SandboxResult:
@@ -157,6 +130,9 @@ class _Supervision:
             os.close(read_fd)
             self._end()
         proc = self.process
+        behaviour = None
+        if self.jail is not None and self.trace_log is not None:
+            behaviour = self.jail.behaviour(self.trace_log, workdir, [str(self.python)])
         return SandboxResult(
             plan=self.plan,
             steps=tuple(self.steps),
@@ -165,20 +141,20 @@ class _Supervision:
             death=self.death,
             returncode=None if proc is None else proc.returncode,
             worker_pid=None if proc is None else proc.pid,
-            log_tail=self._log_text(-_LOG_TAIL_BYTES),
+            log_tail=self.log.text(-_LOG_TAIL_BYTES),
             duration_s=time.monotonic() - began,
+            behaviour=behaviour,
         )
 
     def _start(self, env: dict[str, str], workdir: Path, write_fd: int) -> subprocess.Popen[bytes]:
-        import json
-
-        command = [str(self.python), "-I", "-m", "aitbc.plugins.sandbox"]
-        job = {"module": str(self.module), "params": self.params, "limits": self.limits.as_dict()}
+        argv = [str(self.python), "-I", "-B", "-m", "aitbc.plugins.sandbox"]
+        job = {"module": str(self.module), "params": self.params, "limits": self.limits.as_dict(),
+               "channel": write_fd}  # fmt: skip
         line = json.dumps(job).encode() + b"\n"  # before the worker exists: a bad job starts none
-        argv = [*command, "--protocol-fd", str(write_fd)]
         worker_env: dict[str, str] | None = _worker_env(env, workdir, self.jail)
         if self.jail is not None:  # bubblewrap clears its own environment for the worker
-            argv, worker_env = self.jail.command(argv, worker_env or {}, workdir), None
+            command = self.jail.command(argv, worker_env or {}, workdir, self.trace_log)
+            argv, worker_env = command, None
         # Its own session; leaving the stack (in _end) kills the worker's whole tree.
         self._tree = contextlib.ExitStack()
         process = self._tree.enter_context(
@@ -187,19 +163,60 @@ class _Supervision:
                 # A backstop only: the run's own deadlines, below, come well before it.
                 timeout=self.limits.total_timeout_s + _BACKSTOP_S,
                 stdin=subprocess.PIPE,
-                stdout=self.log,
-                stderr=self.log,
+                stdout=self.log.file,
+                stderr=self.log.file,
                 pass_fds=(write_fd,),
                 cwd=workdir,
                 env=worker_env,
             )
         )
         assert process.stdin is not None
-        # One line; stdin then stays open: closing it tells a finished worker to exit.
-        with contextlib.suppress(BrokenPipeError):  # a worker that died at once: seen later
+        # The job; stdin then stays open for the requests: closing it ends the worker.
+        self._send(process, line)
+        return process
+
+    def _send(self, process: subprocess.Popen[bytes], line: bytes) -> None:
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError, OSError):  # a dead worker: seen later
             process.stdin.write(line)
             process.stdin.flush()
-        return process
+
+    def _ask_next(self) -> None:
+        """Ask for the next step of the plan, or, when every step passed, look at what
+        the worker holds now and finish."""
+        assert self.process is not None
+        due = len(self.steps)
+        if due < len(self.plan):
+            self.nonce, self.began = secrets.token_hex(16), False
+            self.current = (self.plan[due], time.monotonic())
+            self._send(self.process, json.dumps({"run": self.plan[due], "nonce": self.nonce})
+                       .encode() + b"\n")  # fmt: skip
+            return
+        self._look_from_outside()
+        self.finished = True
+
+    def _worker_pid(self) -> int | None:
+        """The worker's pid on the host (in the jail: found by its namespace pid)."""
+        assert self.process is not None
+        if self.jail is None:
+            return self.process.pid
+        return host_pid(self.process.pid, self.inner_pid) if self.inner_pid else None
+
+    def _root(self) -> int | None:
+        """Where the worker's orphans go: under bubblewrap (the jail's init), else to
+        the runner's subreaper, which is not the worker's to answer for."""
+        return self.process.pid if self.jail is not None and self.process is not None else None
+
+    def _look_from_outside(self) -> None:
+        """What the worker holds that it did not before the plugin's import, from /proc."""
+        pid = self._worker_pid()
+        after = view(pid, self._root()) if pid is not None else None
+        if self.baseline is None or after is None or not self.steps:
+            return
+        last = self.steps[-1]
+        seen = outside_problems(self.baseline, after, last.problems)
+        if seen:
+            self.steps[-1] = StepResult(last.name, False, last.duration_s, (*last.problems, *seen))
 
     def _converse(self, fd: int, began: float) -> None:
         total_deadline = began + self.limits.total_timeout_s
@@ -234,7 +251,7 @@ class _Supervision:
         """Handle every complete line of ``data``; return the incomplete rest."""
         *lines, rest = data.split(b"\n")
         if len(rest) > MAX_LINE_BYTES:
-            self.error = f"protocol error from the worker: a line over {MAX_LINE_BYTES} bytes"
+            self._forged(f"a line over {MAX_LINE_BYTES} bytes")
         for line in lines:
             if self.finished or self.error is not None:
                 break
@@ -245,13 +262,22 @@ class _Supervision:
         try:
             self._handle(decode(line))
         except ProtocolError as exc:
-            self.error = f"protocol error from the worker: {exc}"
+            if self.plan:  # the plugin's code runs from here on: its doing, not ours
+                self._forged(str(exc))
+            else:
+                self.error = f"protocol error from the worker: {exc}"
+
+    def _forged(self, what: str) -> None:
+        """A line on the result channel that answers no request: the step fails."""
+        message = f"the result channel carried a message no step sent ({what}): forged"
+        self._fail_current(Problem("forged", message))
+        self.finished = True  # nothing after a forgery is believed
 
     def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
-        if kind == "error":
+        if kind == "error" and not self.plan:
             self.error = f"the worker could not run the job: {msg.get('message')}"
-        elif kind == "hello":
+        elif kind == "hello" and not self.hello:
             if msg.get("protocol") != PROTOCOL_VERSION:
                 raise ProtocolError(f"protocol {msg.get('protocol')!r}, not {PROTOCOL_VERSION}")
             self.hello = True
@@ -259,37 +285,53 @@ class _Supervision:
             self.inner_pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
         elif not self.hello:
             raise ProtocolError(f"{kind!r} before hello")
-        elif kind == "plan":
+        elif kind == "plan" and not self.plan:
             steps = msg.get("steps")
-            if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+            if (
+                not isinstance(steps, list)
+                or not steps
+                or not all(isinstance(s, str) for s in steps)
+            ):
                 raise ProtocolError("a plan must list step names")
             self.plan = tuple(steps)
-        elif kind == "begin":
+            # Nothing of the plugin has run yet: what the worker holds now is the baseline.
+            pid = self._worker_pid()
+            self.baseline = view(pid, self._root()) if pid is not None else None
+            self._ask_next()
+        elif msg.get("nonce") != self.nonce or self.current is None:
+            raise ProtocolError(f"{kind!r} answering no request")
+        elif kind == "begin" and not self.began and msg.get("step") == self.current[0]:
             self._begin(msg)
-        elif kind == "end":
+        elif kind == "end" and self.began and msg.get("step") == self.current[0]:
             self._end_step(msg)
-        else:  # done
-            if self.current is not None:
-                raise ProtocolError(f"done while step {self.current[0]!r} runs")
-            self.finished = True
+        else:
+            raise ProtocolError(f"{kind!r} out of order")
 
     def _begin(self, msg: dict[str, Any]) -> None:
-        step, roots = msg.get("step"), msg.get("code_roots", [])
-        if not isinstance(step, str) or self.current is not None:
-            raise ProtocolError("a step began while another ran, or without a name")
+        self.began = True
+        self._roots(msg)
+
+    def _roots(self, msg: dict[str, Any]) -> None:
+        roots = msg.get("code_roots", [])
         if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
             raise ProtocolError("code_roots must be a list of paths")
         self.code_roots = roots
-        self.current = (step, time.monotonic())
 
     def _end_step(self, msg: dict[str, Any]) -> None:
-        step, problems = msg.get("step"), msg.get("problems", [])
-        if self.current is None or step != self.current[0] or not isinstance(problems, list):
-            raise ProtocolError(f"end of step {step!r}, which is not running")
+        assert self.current is not None
+        problems = msg.get("problems", [])
+        if not isinstance(problems, list):
+            raise ProtocolError("problems must be a list")
+        self._roots(msg)
         parsed = tuple(Problem.from_dict(p) for p in problems)
         ok = msg.get("ok") is True and not parsed
-        self.steps.append(StepResult(step, ok, time.monotonic() - self.current[1], parsed))
-        self.current = None
+        step, began = self.current
+        self.steps.append(StepResult(step, ok, time.monotonic() - began, parsed))
+        self.current, self.nonce = None, None
+        if ok:
+            self._ask_next()
+        else:
+            self.finished = True  # the first step that fails ends the run
 
     # -- when the worker stops answering or dies ------------------------------------------
     def _exited(self) -> bool:
@@ -315,15 +357,13 @@ class _Supervision:
         if not self.hello:
             self.error = f"the worker did not start within {self.limits.step_timeout_s:g}s"
             return
-        log_size = self._log_size()
-        target: int | None = self.process.pid
-        if self.jail is not None:  # the worker, not bubblewrap: found by its namespace pid
-            target = host_pid(self.process.pid, self.inner_pid) if self.inner_pid else None
+        log_size = self.log.size()
+        target = self._worker_pid()
         if target is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(target, signal.SIGUSR1)  # faulthandler: every thread's stack
                 time.sleep(0.3)
-        file, line = self._blocked_at(self._log_text(log_size))
+        file, line = blocked_at(self.log.text(log_size), self.code_roots)
         if overall:
             message = f"hung (the whole run exceeded its {self.limits.total_timeout_s:g}s limit)"
         else:
@@ -333,21 +373,6 @@ class _Supervision:
             )
         self.death = "killed after a timeout"
         self._fail_current(Problem("hang", message, file, line))
-
-    def _blocked_at(self, dump: str) -> tuple[str | None, int | None]:
-        """The innermost frame in the code under test, in the main thread's stack first."""
-        blocks: list[list[tuple[str, int]]] = []
-        for text in dump.splitlines():
-            if text.startswith(("Thread 0x", "Current thread 0x")):
-                blocks.append([])
-            elif blocks and (match := _FRAME.match(text)):
-                blocks[-1].append((match["file"], int(match["line"])))
-        blocks.sort(key=lambda frames: not any(f == _WORKER_FILE for f, _ in frames))
-        for frames in blocks:
-            for file, line in frames:  # most recent call first
-                if within(file, self.code_roots):
-                    return file, line
-        return None, None
 
     def _died(self) -> None:
         assert self.process is not None
@@ -359,27 +384,16 @@ class _Supervision:
             self.error = "the worker closed the protocol pipe without finishing"
             return
         if not self.hello:
-            tail = " | ".join(self._log_text(-2000).strip().splitlines()[-5:]) or "no output"
+            tail = " | ".join(self.log.text(-2000).strip().splitlines()[-5:]) or "no output"
             self.error = f"the worker could not start (exit status {code}): {tail}"
             return
-        kind, self.death = self._cause(code)
+        kind, self.death = cause(code, self.limits, self.log.text(-4000))
         file, line = (
-            self._blocked_at(self._log_text(-_LOG_TAIL_BYTES)) if kind == "cpu" else (None, None)
+            blocked_at(self.log.text(-_LOG_TAIL_BYTES), self.code_roots)
+            if kind == "cpu"
+            else (None, None)
         )
         self._fail_current(Problem(kind, self.death, file, line))
-
-    def _cause(self, code: int) -> tuple[ProblemKind, str]:
-        if code < 0:
-            name = _signal_name(-code)
-            if -code == signal.SIGXCPU:
-                return "cpu", f"the worker exceeded its CPU-time limit of {self.limits.cpu_s}s"
-            if -code == signal.SIGKILL:
-                return "memory", "the worker was killed (SIGKILL), likely for using too much memory"
-            return "exit", f"the worker died from signal {name}"
-        if "MemoryError" in self._log_text(-4000):
-            limit = self.limits.memory_mb
-            return "memory", f"MemoryError under the {limit} MiB address-space limit (it exited)"
-        return "exit", f"the worker exited with status {code} without answering (os._exit?)"
 
     # -- the end: nothing may outlive the run -------------------------------------------
     def _end(self) -> None:
@@ -393,20 +407,3 @@ class _Supervision:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=1)
         self._tree.close()  # the whole tree, setsid and orphaned ones too; reaps the worker
-
-    def _log_size(self) -> int:
-        return os.fstat(self.log.fileno()).st_size
-
-    def _log_text(self, start: int) -> str:
-        size = self._log_size()
-        offset = max(0, size + start) if start < 0 else start
-        with open(self.log.fileno(), "rb", closefd=False) as view:
-            view.seek(offset)
-            return view.read(max(0, size - offset)).decode("utf-8", "replace")
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

@@ -1,10 +1,11 @@
 """The sandbox worker: runs a conformance module's steps inside a limited process.
 
-The supervisor starts it as ``python -I -m aitbc.plugins.sandbox --protocol-fd N``
-(see protocol.py).  The worker limits itself first (address space, CPU time), then
+The supervisor starts it as ``python -I -B -m aitbc.plugins.sandbox`` with the job on
+stdin (see protocol.py).  The worker limits itself first (address space, CPU time), then
 loads the conformance module, a Python file defining ``STEPS``: a sequence of
-``(name, async def step(session))``, and runs them in order on one event loop, each
-bounded by the step time limit, reporting each step as it begins and ends.  A step fails
+``(name, async def step(session))``, and runs each step the supervisor asks for, on one
+event loop, bounded by the step time limit, answering each request as it begins and
+ends.  A step fails
 by raising :class:`StepFailure`, recording problems with ``session.problem(...)``,
 raising anything else, returning never, or killing the process; the last two are the
 supervisor's to notice.  Standard library and the SDK only: this runs in the
@@ -29,9 +30,9 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
-from .leaks import coroutine_location, within
+from .leaks import WORKER_TASKS, coroutine_location, within
 from .protocol import PROTOCOL_VERSION, Limits, Problem, ProblemKind, encode
 
 Step = Callable[["Session"], Awaitable[None]]
@@ -160,6 +161,9 @@ def _forget(exc: BaseException) -> None:
 
 
 async def run_step(session: Session, step: Step) -> list[Problem]:
+    own = asyncio.current_task()
+    if own is not None:
+        WORKER_TASKS.add(own)
     session.problems = []
     timeout = session.limits.step_timeout_s
     task = asyncio.ensure_future(_guarded(step, session))
@@ -179,62 +183,72 @@ async def run_step(session: Session, step: Step) -> list[Problem]:
     return problems
 
 
-async def run_steps(session: Session, steps: list[tuple[str, Step]], channel: Channel) -> None:
-    """Every step in order, up to the first that fails."""
-    for name, step in steps:
-        channel.send("begin", step=name, code_roots=session.code_roots)
+def serve(
+    loop: asyncio.AbstractEventLoop,
+    session: Session,
+    steps: dict[str, Step],
+    channel: Channel,
+    requests: IO[bytes],
+) -> None:
+    """Run each step the supervisor asks for, until it closes our stdin."""
+    for line in requests:
+        try:
+            request = json.loads(line)
+            name, nonce = request["run"], request["nonce"]
+            step = steps[name]
+        except (ValueError, KeyError, TypeError):
+            channel.send("error", message=f"a request the worker cannot serve: {line[:80]!r}")
+            return
+        channel.send("begin", step=name, nonce=nonce, code_roots=session.code_roots)
         began = time.monotonic()
-        problems = await run_step(session, step)
+        problems = loop.run_until_complete(run_step(session, step))
         channel.send(
             "end",
             step=name,
+            nonce=nonce,
             ok=not problems,
             duration_s=round(time.monotonic() - began, 4),
+            code_roots=session.code_roots,
             problems=[p.as_dict() for p in problems],
         )
-        if problems:
-            return
+        del request, nonce  # not left lying around for the next step's code to read
 
 
-def _read_job() -> tuple[Path, dict[str, Any], Limits]:
+def _read_job() -> tuple[Path, dict[str, Any], Limits, int]:
     job = json.loads(sys.stdin.buffer.readline() or b"null")
     if not isinstance(job, dict) or not isinstance(job.get("module"), str):
         raise ValueError("the job must be an object with a module path")
     params = job.get("params") or {}
     if not isinstance(params, dict):
         raise ValueError("the job's params must be an object")
-    return Path(job["module"]), params, Limits.from_dict(job.get("limits"))
+    channel = job.get("channel")
+    if isinstance(channel, bool) or not isinstance(channel, int):
+        raise ValueError("the job must name its channel")
+    return Path(job["module"]), params, Limits.from_dict(job.get("limits")), channel
 
 
-def _detach_stdin() -> int:
+def _detach_stdin() -> IO[bytes]:
     """Give the code under test an empty stdin; keep the supervisor's pipe on another fd."""
     kept = os.dup(0)  # not inheritable
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    return kept
-
-
-def wait_for_release(fd: int) -> None:
-    """Stay alive until the supervisor closes our stdin (or dies): while we live, it can
-    still find every process the code under test started, even one that left our group."""
-    with contextlib.suppress(OSError):
-        while os.read(fd, 4096):
-            pass
+    return os.fdopen(kept, "rb")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aitbc.plugins.sandbox")
-    parser.add_argument("--protocol-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    os.set_inheritable(args.protocol_fd, False)  # the code under test's children get none
-    channel = Channel(args.protocol_fd)
+    parser = argparse.ArgumentParser(
+        prog="python -m aitbc.plugins.sandbox", description="The sandbox worker: the job on stdin."
+    )
+    parser.parse_args(argv)
     try:
-        module, params, limits = _read_job()
+        module, params, limits, fd = _read_job()
     except (ValueError, KeyError, TypeError) as exc:
-        channel.send("error", message=f"bad job: {exc}")
+        print(f"bad job: {exc}", file=sys.stderr)
         return 2
-    supervisor = _detach_stdin()
+    os.set_inheritable(fd, False)  # the code under test's children get none
+    channel = Channel(fd)
+    requests = _detach_stdin()
     sys.stdout = sys.stderr  # a print lands in the log, in order; the protocol is elsewhere
     apply_limits(limits)
     faulthandler.enable()
@@ -246,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     watchdog = limits.total_timeout_s + 2 * limits.step_timeout_s + 5
     faulthandler.dump_traceback_later(watchdog, exit=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Made before the supervisor's first look at us: its descriptors are the host's.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     channel.send("hello", protocol=PROTOCOL_VERSION, pid=os.getpid())
     try:
         steps = load_steps(module)
@@ -253,12 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         channel.send("error", message=f"cannot load {module}: {type(exc).__name__}: {exc}")
         return 2
     channel.send("plan", steps=[name for name, _ in steps])
-    session = Session(params, Path.cwd(), limits)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    loop.run_until_complete(run_steps(session, steps, channel))
-    channel.send("done")
-    wait_for_release(supervisor)
+    serve(loop, Session(params, Path.cwd(), limits), dict(steps), channel, requests)
     return 0
 
 

@@ -1,9 +1,11 @@
 """`audit`: pip-audit over the plugin's declared runtime dependencies.
 
 Which dependencies: the closure of the plugin distribution's ``Requires-Dist`` (markers
-and extras evaluated in the isolated plugin environment), at the versions installed
-there.  The SDK (``aitbc-plugins``, on no public index) and what only it requires are
-left out and listed in ``details["excluded"]``.  They are audited with
+and extras evaluated for the isolated plugin environment), at the versions installed
+there, read from its ``*.dist-info`` files (its Python is never started: that would run
+the ``.pth`` files of its packages with our rights).  The SDK (``aitbc-plugins``, on no
+public index) and what only it requires are left out and listed in
+``details["excluded"]``.  They are audited with
 ``pip-audit -r pinned.txt --no-deps --disable-pip -f json``: with ``--vuln-db DIR``
 against :mod:`..osv`, a loopback OSV service over that directory, else against PyPI.
 
@@ -18,6 +20,7 @@ vulnerable (an OSV query answers "no vulns", as api.osv.dev does), not "unknown"
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -35,32 +38,10 @@ from packaging.utils import canonicalize_name
 from ..base import CheckContext, CheckError, result, timed
 from ..model import CheckResult, CheckStatus, Finding, Severity
 from ..osv import OsvIndex, OsvServer, load_index
+from . import _site
 
 SDK = "aitbc-plugins"
 ONLINE = "PyPI (online)"
-
-# Runs in the plugin environment's interpreter (stdlib only, Python 3.10+): every
-# installed distribution and the values PEP 508 markers are evaluated against.
-_INVENTORY = """
-import importlib.metadata as m, json, os, platform, sys
-def full(info):
-    v = f"{info.major}.{info.minor}.{info.micro}"
-    return v if info.releaselevel == "final" else v + info.releaselevel[0] + str(info.serial)
-env = {"implementation_name": sys.implementation.name,
-       "implementation_version": full(sys.implementation.version),
-       "os_name": os.name, "platform_machine": platform.machine(),
-       "platform_release": platform.release(), "platform_system": platform.system(),
-       "platform_version": platform.version(), "python_full_version": platform.python_version(),
-       "platform_python_implementation": platform.python_implementation(),
-       "python_version": ".".join(platform.python_version_tuple()[:2]),
-       "sys_platform": sys.platform}
-def where(d):
-    found = [f for f in d.files or [] if f.name == "METADATA" and f.parent.suffix == ".dist-info"]
-    return str(d.locate_file(found[0])) if found else None
-dists = [{"name": d.metadata["Name"], "version": d.version, "requires": d.requires or [],
-          "metadata": where(d)} for d in m.distributions() if d.metadata["Name"]]
-print(json.dumps({"env": env, "dists": dists}))
-"""
 
 _UNREACHABLE = re.compile(
     r"requests\.exceptions\.(ConnectionError|ConnectTimeout|ReadTimeout|Timeout|SSLError)"
@@ -125,18 +106,31 @@ def _walk(
     return parents, missing
 
 
+def _inventory(site_packages: Path) -> list[dict[str, Any]]:
+    """Every distribution installed in the plugin environment, from its metadata files:
+    its Python is not started, which would run the ``.pth`` files of its packages."""
+    if not site_packages.is_absolute() or not site_packages.is_dir():
+        raise AuditSetupError(f"could not list the plugin environment: no {site_packages}")
+    found = []
+    path = [str(p) for p in _site.search_dirs(site_packages)]
+    for dist in importlib.metadata.distributions(path=path):
+        if not dist.metadata["Name"]:
+            continue
+        files = [f for f in dist.files or [] if f.name == "METADATA"]
+        files = [f for f in files if f.parent.suffix == ".dist-info"]
+        metadata = str(dist.locate_file(files[0])) if files else None
+        found.append({"name": dist.metadata["Name"], "version": dist.version,
+                      "requires": dist.requires or [], "metadata": metadata})  # fmt: skip
+    return found
+
+
 def resolve_dependencies(context: CheckContext) -> Dependencies:
     """The plugin's runtime dependency closure at the installed versions."""
     _, plugin = context.built_plugin()
-    python = context.environment().python
-    run = process.run([str(python), "-I", "-c", _INVENTORY], timeout=context.policy.tool_timeout_s)
-    try:
-        inventory = json.loads(run.stdout)
-    except ValueError:
-        raise AuditSetupError(f"could not list the plugin environment: {run.tail()}") from None
-    env: dict[str, str] = inventory["env"]
+    environment = context.environment()
+    env = _site.marker_environment(environment.python)
     dists: dict[str, dict[str, Any]] = {}
-    for dist in inventory["dists"]:  # the first on sys.path wins, as for imports
+    for dist in _inventory(environment.site_packages):  # the first on the path wins
         dists.setdefault(canonicalize_name(dist["name"]), dist)
     root = canonicalize_name(plugin.distribution)
     if root not in dists:

@@ -7,10 +7,12 @@ import zipfile
 from pathlib import Path
 
 from aitbc.plugins.registry import sha256_file
+from aitbc.plugins.sandbox.trace import Behaviour
 from packaging.metadata import InvalidMetadata, Metadata
 
 from ...errors import ToolkitError
 from ..base import CheckContext, CheckError, result, timed
+from ..behaviour import declared_permissions, judge
 from ..cache import cache_root
 from ..distributions import jailed_build
 from ..model import CheckResult, Finding, Severity
@@ -101,9 +103,12 @@ class BuildCheck:
         with timed() as elapsed:
             wheel, plugin = context.built_plugin()
             findings = content_findings(wheel, plugin.module)
-            rebuilt, why = self._rebuild_from_sdist(context)
+            rebuilt, why, watched = self._rebuild_from_sdist(context)
             if rebuilt is None:
                 raise CheckError(f"rebuilding from the sdist failed: {why}")
+            behaviour = _merged(context.build_behaviour, watched)
+            seen, record = judge(self.id, "build", behaviour, declared_permissions(context))
+            findings += seen
             wheel_sha = sha256_file(wheel)
             rebuilt_sha = sha256_file(rebuilt)
             if rebuilt_sha != wheel_sha:
@@ -120,30 +125,31 @@ class BuildCheck:
             if not findings
             else f"{len(findings)} build problem(s)"
         )
-        return result(self.id, findings, elapsed(), summary, wheel_sha256=wheel_sha)
+        return result(self.id, findings, elapsed(), summary, wheel_sha256=wheel_sha,
+                      behaviour=record)  # fmt: skip
 
     @staticmethod
-    def _rebuild_from_sdist(context: CheckContext) -> tuple[Path | None, str]:
+    def _rebuild_from_sdist(context: CheckContext) -> tuple[Path | None, str, Behaviour | None]:
         wheel, _ = context.built_plugin()
         if context.sdist is None:
-            return None, "no sdist was built"
+            return None, "no sdist was built", None
         work = context.scratch / "rebuild"
         with tarfile.open(context.sdist) as archive:
             archive.extractall(work / "src", filter="data")
         roots = [p for p in (work / "src").iterdir() if p.is_dir()]
         if len(roots) != 1:
-            return None, "the sdist does not hold exactly one source folder"
+            return None, "the sdist does not hold exactly one source folder", None
         try:
             timeout = context.policy.tool_timeout_s
-            run = jailed_build(
+            observed = jailed_build(
                 roots[0], work / "dist", work, ("--wheel",), timeout=timeout, cache_dir=cache_root()
             )
         except ToolkitError as exc:
-            return None, str(exc)
-        rebuilt = work / "dist" / wheel.name
+            return None, str(exc), None
+        run, rebuilt = observed.completed, work / "dist" / wheel.name
         if run.timed_out or run.returncode != 0 or not rebuilt.is_file():
-            return None, run.tail(3)
-        return rebuilt, ""
+            return None, run.tail(3), observed.behaviour
+        return rebuilt, "", observed.behaviour
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
         # Not the sdist's bytes: its gzip header carries the build time.  The sources and
@@ -152,3 +158,12 @@ class BuildCheck:
             return None
         project = context.workdir
         return [context.wheel, *_shipped.project_sources(project), *_shipped.build_files(project)]
+
+
+def _merged(*records: Behaviour | None) -> Behaviour | None:
+    """The build from the tree and the rebuild from the sdist, as one phase."""
+    watched = [r for r in records if r is not None]
+    if not watched:
+        return None
+    actions = tuple(dict.fromkeys(a for r in watched for a in r.actions))
+    return Behaviour(actions, complete=all(r.complete for r in watched))

@@ -3,7 +3,8 @@
 The wheel's packages are extracted into scratch with the probe (checks/
 mypy_probe.py.tmpl, filled in for the entry point's class) beside them, and mypy
 checks the probe with checks/mypy.ini, resolving the SDK and the plugin's dependencies
-from the plugin environment (``--python-executable``).  What counts: every error in
+from the plugin environment (``--python-executable``: a stand-in for its Python, see
+:func:`python_stand_in`).  What counts: every error in
 the probe (an abstract method left, a call the SDK's signature allows but the plugin's
 does not, a result of the wrong type or not awaitable), and the errors at the plugin's
 definitions about an override, a base class or an abstract method.  Other type errors
@@ -19,6 +20,7 @@ import io
 import json
 import os
 import re
+import shlex
 import string
 import sys
 import tokenize
@@ -30,7 +32,7 @@ from aitbc.plugins.process import Completed
 
 from ..base import CheckContext, CheckError, result, timed
 from ..model import CheckResult, Finding, Severity
-from . import _shipped
+from . import _shipped, _site
 
 PROBE_MODULE = "_aitbc_interface_probe"
 PROBE_FILE = f"{PROBE_MODULE}.py"
@@ -136,6 +138,27 @@ def parse_mypy_output(run: Completed) -> list[dict[str, Any]]:
     return records
 
 
+def python_stand_in(folder: Path, site_packages: Path) -> Path:
+    """What mypy's ``--python-executable`` runs: a script printing what the plugin
+    environment's Python would, its import folders (checks/_site.py reads them).
+
+    mypy runs ``<python> mypy/pyinfo.py getsearchdirs`` to learn them, and that Python
+    would run the ``.pth`` files of its packages: the dependencies' code, with our
+    rights.  Here nothing of the environment runs, jailed or not, mypy resolves imports
+    as before, and costs nothing.  (Running mypy in the jail would still run that code,
+    beside the sources mypy reads; mypy_path in place of site-packages would make mypy
+    check installed packages as if they were the plugin's code.)"""
+    if not site_packages.is_absolute() or not site_packages.is_dir():
+        raise CheckError(f"mypy failed: the plugin environment has no folder {site_packages}")
+    folders = [str(path) for path in _site.search_dirs(site_packages)]
+    answer = repr((folders, folders[:1]))  # (sys.path, site-packages), as pyinfo.py prints
+    script = folder / "python"
+    # printf is the shell's own: no program from PATH runs (which may lack coreutils).
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(answer)}\n", encoding="utf-8")
+    script.chmod(0o700)
+    return script
+
+
 def _hint(record: dict[str, Any]) -> str:
     kept = [
         line.strip()
@@ -183,6 +206,7 @@ class InterfaceCheck:
         template = (context.checks_dir / "mypy_probe.py.tmpl").read_text(encoding="utf-8")
         probe = render_probe(template, entry_point)
         (root / PROBE_FILE).write_text(probe, encoding="utf-8")
+        python = python_stand_in(context.scratch, environment.site_packages)
         run = process.run(
             [
                 sys.executable,
@@ -191,7 +215,7 @@ class InterfaceCheck:
                 "--config-file",
                 str(context.checks_dir / "mypy.ini"),
                 "--python-executable",
-                str(environment.python),
+                str(python),
                 "--output",
                 "json",
                 "--no-error-summary",

@@ -15,7 +15,8 @@ from typing import Any
 from aitbc.plugins.sandbox import Problem, SandboxResult, run_conformance
 from aitbc.plugins.sandbox.jail import isolation
 
-from ..base import CheckContext, CheckError, PluginEnvironment, marker_env, result, timed
+from ..base import CheckContext, CheckError, PluginEnvironment, result, timed
+from ..behaviour import declared_permissions, judge
 from ..model import CheckResult, Finding, Severity
 
 CONFORMANCE = PurePosixPath("conformance", "lifecycle.py")
@@ -32,7 +33,10 @@ class LifecycleCheck:
     the conformance steps in `conformance/lifecycle.py`: import through the entry
     point, construction, `initialize`, `start`, `health_check`, `handle_event`,
     `stop`, `start` and `stop` again, `cleanup`, then a look for threads, asyncio
-    tasks, files and sockets it left behind.  The first step that fails is reported
+    tasks, files and sockets it left behind (what its import and its constructor made
+    counts too) and for process-wide state it left changed: logging, builtins, `sys`
+    and `threading` hooks, signal handlers, the event loop policy, the `socket`
+    module, the SDK's own classes and functions.  The first step that fails is reported
     with why (`lifecycle.<kind>`) and, where known, the plugin's file and line.  A
     worker that could not run at all makes the check an error, never a pass."""
 
@@ -55,10 +59,9 @@ class LifecycleCheck:
                 module,
                 params={"name": plugin.name, "entry_point": plugin.entry_point},
                 limits=context.policy.lifecycle,
-                env=marker_env(self.id),
                 workdir=workdir,
                 # In the kernel jail wherever this machine has one (the report says so).
-                isolate=isolation().level == "full",
+                isolate=isolation().jailed,
                 readable=[context.checks_dir],
             )
             return self._verdict(context, environment, outcome, elapsed())
@@ -83,6 +86,10 @@ class LifecycleCheck:
         findings = [
             _finding(step, problem, context, environment) for step, problem in outcome.problems
         ]
+        seen, details["behaviour"] = judge(
+            self.id, "lifecycle", outcome.behaviour, declared_permissions(context)
+        )
+        findings += seen
         if findings:
             more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
             return result(self.id, findings, duration, findings[0].message + more, **details)

@@ -10,6 +10,7 @@ import jsonschema
 from packaging.utils import canonicalize_name
 
 from ..base import CheckContext, CheckError, result, timed
+from ..behaviour import declared_permissions, judge
 from ..model import CheckResult, Finding, Severity
 
 #: JSON Schema drafts certification accepts: draft 7 or later.
@@ -87,10 +88,12 @@ class MetadataCheck:
                 raise CheckError("no metadata probe to ask the plugin")
             answer = context.metadata_probe.get()
             _, plugin = context.built_plugin()
+            # Importing the plugin and asking it: what that did, seen from outside.
+            seen, record = judge(self.id, "import", answer.behaviour, declared_permissions(context))
             if answer.error is not None:
                 rule = "metadata.invalid" if answer.field else "metadata.unloadable"
                 finding = Finding(rule, Severity.HIGH, answer.error, "plugin.py")
-                return result(self.id, [finding], elapsed(), answer.error)
+                return result(self.id, [finding, *seen], elapsed(), answer.error, behaviour=record)
             meta = answer.metadata
             assert meta is not None  # MetadataProbe: metadata is set when error is not
             findings = []
@@ -139,12 +142,16 @@ class MetadataCheck:
             findings += _schema_findings(
                 context.workdir / "config_schema.json", answer.config_schema
             )
+            findings += seen
         summary = (
             f"{meta['name']} {meta['version']} ({answer.kind}): metadata valid"
             if not findings
             else f"{len(findings)} metadata problem(s)"
         )
-        return result(self.id, findings, elapsed(), summary, kind=answer.kind, metadata=meta)
+        if seen and len(seen) == len(findings):
+            summary = seen[0].message + (f" (and {len(seen) - 1} more)" if len(seen) > 1 else "")
+        return result(self.id, findings, elapsed(), summary, kind=answer.kind, metadata=meta,
+                      behaviour=record)  # fmt: skip
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
         return None  # needs the environment's answer, and the registry entry needs it too

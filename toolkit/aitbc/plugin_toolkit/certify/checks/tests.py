@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 
 import defusedxml.ElementTree as ET  # the XML comes from the plugin's own test run
-from aitbc.plugins.sandbox.jail import interpreter_paths, run_jailed
+from aitbc.plugins.sandbox.jail import interpreter_paths, run_observed
 
-from ..base import CheckContext, CheckError, marker_env, result, timed
+from ..base import CheckContext, CheckError, result, timed
+from ..behaviour import declared_permissions, judge
 from ..model import CheckResult, CheckStatus, Finding, Severity
 
 
@@ -70,7 +71,7 @@ class TestsCheck:
             run_dir = context.scratch / "tests-run"
             shutil.copytree(tests, run_dir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
             report = run_dir / "junit.xml"
-            run = run_jailed(
+            observed = run_observed(
                 [
                     str(environment.python),
                     "-m",
@@ -88,9 +89,11 @@ class TestsCheck:
                 scratch=run_dir,
                 cwd=run_dir,
                 timeout=context.policy.tool_timeout_s,
-                env={**marker_env(self.id), "PYTHONDONTWRITEBYTECODE": "1"},
+                env={"PYTHONDONTWRITEBYTECODE": "1"},
                 readable=interpreter_paths(environment.python),
+                expected_programs=[str(environment.python)],
             )
+            run = observed.completed
             if run.timed_out:
                 raise CheckError(f"pytest took longer than {context.policy.tool_timeout_s:g}s")
             if run.returncode == 5:
@@ -104,18 +107,24 @@ class TestsCheck:
                 raise CheckError(f"unreadable pytest report: {exc}") from None
             if run.returncode == 1 and not findings:
                 raise CheckError(f"pytest failed: {run.tail(3)}")
+            seen, record = judge(
+                self.id, "tests", observed.behaviour, declared_permissions(context)
+            )
         summary = (
             f"{total} test(s) passed against the installed wheel"
             if not findings
             else f"{len(findings)} of {total} test(s) failed against the installed wheel"
         )
+        if seen:  # the tests passed, yet what running them did is the verdict
+            summary = seen[0].message + (f" (and {len(seen) - 1} more)" if len(seen) > 1 else "")
         return result(
             self.id,
-            findings,
+            [*findings, *seen],
             elapsed(),
             summary,
-            status=CheckStatus.FAILED if findings else CheckStatus.PASSED,
+            status=CheckStatus.FAILED if findings or seen else CheckStatus.PASSED,
             tests=total,
+            behaviour=record,
         )
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:

@@ -49,6 +49,8 @@ def render(report: CertificationReport) -> list[str]:
     lines += ["", f"Checked by {toolkit_label(report)}"]
     if report.isolation:
         lines.append(f"Isolation: {isolation_label(report)}")
+    if report.toolkit.get("cache"):
+        lines.append(f"Cache: {one_line(str(report.toolkit['cache']))}")
     return lines
 
 
