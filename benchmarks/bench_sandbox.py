@@ -1,56 +1,121 @@
-"""The kernel jail's own cost: the same conformance run (the lifecycle check's worker,
-steps that import the SDK and run an event loop) jailed in bubblewrap against the same
-run unjailed, rounds interleaved, in one process."""
+"""The sandbox's own cost, per phase: each phase that runs plugin code (build, import =
+the metadata probe, lifecycle, tests) for a generated plugin, in the kernel jail and
+followed by strace from outside, against the very same command run bare, rounds
+interleaved, in one process."""
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aitbc.plugin_toolkit.certify.build_env import build_python, build_requirements
+from aitbc.plugin_toolkit.certify.distributions import build_command, build_environment, plugin_info
+from aitbc.plugin_toolkit.certify.environment import environment_for
+from aitbc.plugin_toolkit.data import data_dir
+from aitbc.plugin_toolkit.scaffold.new import NewRequest, create_project
+from aitbc.plugins.process import run
 from aitbc.plugins.sandbox import Limits, run_conformance
-from aitbc.plugins.sandbox.jail import isolation
+from aitbc.plugins.sandbox.jail import interpreter_paths, isolation, run_observed
 
-REPO = Path(__file__).resolve().parents[1]
-STEPS = """
-import asyncio
-from aitbc.plugins import BasePlugin, PluginStatus
+Phase = Callable[[bool, Path], None]  # (in the sandbox?, a fresh scratch folder)
 
-async def work(session):
-    await asyncio.sleep(0)
-    assert PluginStatus.ACTIVE.value == "active"
 
-STEPS = [("import", work), ("run", work)]
-"""
+def _phases(folder: Path) -> dict[str, Phase]:
+    """The four phases of a certification of a fresh `base` plugin, each runnable both
+    ways; the environments are made once, first (as a warm certify finds them)."""
+    request = NewRequest(name="bench-phases", kind="base", output_dir=folder / "bench-phases",
+                         git=False)  # fmt: skip
+    project = create_project(request).path
+    cache = folder / "cache"
+    python = build_python(build_requirements(project), cache, 600)
+    built = folder / "built"
+    run(build_command(python, project, built, "--wheel"), timeout=600, env=build_environment())
+    wheel = next(built.glob("*.whl"))
+    environment = environment_for(wheel, cache)
+    plugin, _ = plugin_info(wheel)
+    assert plugin is not None
+    checks = data_dir("checks")
+
+    def jailed_or_bare(
+        argv: list[str], scratch: Path, cwd: Path, env: dict[str, str], readable: list[Path],
+        sandbox: bool, stdin: str | None = None,
+    ) -> None:  # fmt: skip
+        if sandbox:
+            done = run_observed(argv, scratch=scratch, cwd=cwd, timeout=600, env=env,
+                                readable=readable, input=stdin).completed  # fmt: skip
+        else:
+            done = run(argv, cwd=cwd, timeout=600, env=env, input=stdin)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[:3]} failed (sandbox={sandbox}): {done.tail(3)}")
+
+    def build(sandbox: bool, scratch: Path) -> None:
+        source = scratch / "src"
+        shutil.copytree(project, source)
+        argv = build_command(python, source, scratch / "dist", "--wheel")
+        readable = list(interpreter_paths(python))
+        jailed_or_bare(argv, scratch, source, build_environment(), readable, sandbox)
+
+    def probe(sandbox: bool, scratch: Path) -> None:
+        script = checks / "metadata_probe.py"
+        jailed_or_bare([str(environment.python), str(script), "bench-phases"], scratch, scratch,
+                       {}, [*interpreter_paths(environment.python), script], sandbox,
+                       stdin=secrets.token_hex(8) + "\n")  # fmt: skip
+
+    def lifecycle(sandbox: bool, scratch: Path) -> None:
+        outcome = run_conformance(
+            environment.python, checks / "conformance" / "lifecycle.py",
+            params={"name": plugin.name, "entry_point": plugin.entry_point},
+            limits=Limits(), workdir=scratch, isolate=sandbox, readable=[checks],
+        )  # fmt: skip
+        if not outcome.passed:
+            raise RuntimeError(f"the lifecycle failed (sandbox={sandbox}): {outcome.problems}")
+
+    def tests(sandbox: bool, scratch: Path) -> None:
+        (scratch / "tests").mkdir()
+        for item in (project / "tests").iterdir():
+            (scratch / "tests" / item.name).write_bytes(item.read_bytes())
+        jailed_or_bare([str(environment.python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "--rootdir", str(scratch), "tests"], scratch, scratch,
+                       {"PYTHONDONTWRITEBYTECODE": "1"},
+                       list(interpreter_paths(environment.python)), sandbox)  # fmt: skip
+
+    return {"build": build, "import": probe, "lifecycle": lifecycle, "tests": tests}
 
 
 def bench_jail(repeat: int) -> list[dict[str, Any]]:
     found = isolation()
     if found.level != "full":
-        raise RuntimeError(f"no jail to measure: {found.describe()}")
-    limits = Limits(step_timeout_s=10, total_timeout_s=30, memory_mb=1024, cpu_s=10)
-    samples: dict[bool, list[float]] = {True: [], False: []}
-    with tempfile.TemporaryDirectory(prefix="aitbc-bench-jail-") as folder:
-        module = Path(folder) / "steps.py"
-        module.write_text(STEPS)
-        for round_ in range(repeat * 2 + 1):
-            for isolate in (round_ % 2 == 0, round_ % 2 == 1):  # alternate who goes first
-                workdir = Path(folder) / f"w{round_}-{isolate}"
-                workdir.mkdir()
-                began = time.perf_counter()
-                outcome = run_conformance(sys.executable, module, limits=limits, workdir=workdir,
-                                          isolate=isolate, readable=[REPO / "toolkit"])  # fmt: skip
-                samples[isolate].append(time.perf_counter() - began)
-                if not outcome.passed:
-                    raise RuntimeError(f"the run failed (isolate={isolate}): {outcome}")
-    jailed, bare = (statistics.median(samples[k][1:]) for k in (True, False))  # first: warm-up
-    return [{
-        "benchmark": "lifecycle worker in the jail",
-        "ours_s": jailed,
-        "naive_s": bare,
-        "goal": None,
-        "naive": f"the same worker unjailed ({found.mechanism})",
-    }]  # fmt: skip
+        raise RuntimeError(f"no full sandbox to measure: {found.describe()}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="aitbc-bench-phases-") as name:
+        folder = Path(name)
+        for phase, step in _phases(folder).items():
+            samples: dict[bool, list[float]] = {True: [], False: []}
+            for round_ in range(repeat * 2 + 1):
+                for sandbox in (round_ % 2 == 0, round_ % 2 == 1):  # who goes first alternates
+                    scratch = folder / f"{phase}-{round_}-{sandbox}"
+                    scratch.mkdir()
+                    began = time.perf_counter()
+                    step(sandbox, scratch)
+                    samples[sandbox].append(time.perf_counter() - began)
+            jailed, bare = (statistics.median(samples[k][1:]) for k in (True, False))
+            rows.append({
+                "benchmark": f"{phase} phase in the sandbox",
+                "ours_s": jailed,
+                "naive_s": bare,
+                "goal": None,
+                "naive": f"the same phase bare ({found.mechanism})",
+            })  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover - run through benchmarks/run.py
+    for found_row in bench_jail(int(sys.argv[1]) if len(sys.argv) > 1 else 3):
+        print(found_row["benchmark"], f"{found_row['ours_s'] / found_row['naive_s']:.2f}x")

@@ -8,7 +8,7 @@
 Groups: sdk (the SDK with 1,000 plugins), new (`aitbc-plugin new` vs `copier copy`),
 help (`aitbc-plugin --help` start-up and imports), certify (`aitbc-plugin certify`
 cold and warm vs the same tools by hand; needs PyPI for the cold runs' downloads),
-sandbox (the lifecycle worker in the bubblewrap jail vs unjailed).
+sandbox (each phase of a certification in the jail, followed by strace, vs bare).
 Breakdowns (per check, per step, slowest imports) are printed before the table.
 """
 

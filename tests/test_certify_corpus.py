@@ -50,6 +50,18 @@ def test_good_generated_plugins_are_certified(kind: str, tmp_path: Path, fast_po
     assert {c["status"] for c in report["checks"]} == {"passed"}
     assert report["plugin"]["kind"] == kind
     assert report["registry_entry"]["checksum"] == f"sha256:{report['artifacts'][0]['sha256']}"
+    assert_contained_and_quiet(report)
+
+
+def assert_contained_and_quiet(report: dict[str, Any]) -> None:
+    """A good plugin is untouched by the sandbox: fully contained, and it did nothing a
+    plugin must declare."""
+    assert report["isolation"]["level"] == "full", report["isolation"]
+    assert set(report["behaviour"]) == {"build", "import", "lifecycle", "tests"}
+    for phase, record in report["behaviour"].items():
+        assert record["observed"], phase
+        acted = {k: v for k, v in record.items() if isinstance(v, list) and v}
+        assert acted == {}, (phase, acted)
 
 
 def test_hand_written_spec_layout_is_certified(tmp_path: Path, fast_policy: Path) -> None:
@@ -63,3 +75,4 @@ def test_hand_written_spec_layout_is_certified(tmp_path: Path, fast_policy: Path
     report = run(project, fast_policy)
     assert report["certified"] is True, report["reasons"]
     assert report["plugin"]["entry_point"] == "my_plugin.plugin:MyPlugin"
+    assert_contained_and_quiet(report)
