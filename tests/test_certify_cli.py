@@ -15,7 +15,7 @@ import pytest
 from aitbc.plugins import PluginRegistry
 from aitbc.plugins.registry import sha256_file
 from certify_support import load_cases, make_project, materialize
-from conftest import FAST_POLICY, VULN_DB
+from conftest import FAST_POLICY, REPO, VULN_DB
 
 pytestmark = pytest.mark.integration
 TOOL = Path(sys.executable).with_name("aitbc-plugin")
@@ -119,23 +119,60 @@ def test_an_edit_invalidates_only_what_reads_it(good: Path, policy: Path, tmp_pa
     test_file.write_text(test_file.read_text() + "\n\ndef test_added():\n    assert True\n")
     report = json.loads(certify(project, *args, cache=cache).stdout)
     cached = {c["id"]: c["cached"] for c in report["checks"] if c["status"] != "skipped"}
-    assert cached == {"security": True, "tests": False}  # bandit never reads the tests
+    assert cached == {"security": False, "tests": False}  # the tests run: both read them
+    docs = project / "docs" / "configuration.md"
+    docs.write_text(docs.read_text() + "\nOne more sentence.\n")
+    report = json.loads(certify(project, *args, cache=cache).stdout)
+    cached = {c["id"]: c["cached"] for c in report["checks"] if c["status"] != "skipped"}
+    assert cached == {"security": True, "tests": True}  # neither reads the docs
 
 
 def test_not_certified_exits_1_and_names_the_reason(tmp_path: Path, policy: Path) -> None:
     project = materialize(CASES["security-subprocess-shell"], tmp_path)
     run = certify(project, "--only", "security", "--policy", policy, cache=tmp_path / "c")
     assert run.returncode == 1, run.stdout + run.stderr
-    assert run.stdout.startswith("NOT CERTIFIED")
+    assert run.stdout.startswith("FAILED (only: security): security-subprocess-shell 0.1.0\n")
     assert "security failed" in run.stdout and "B602" in run.stdout
-    # A policy that does not require the check certifies, and still reports the finding.
+    # `import subprocess` (B404) is below the policy's threshold: a note, not a failure.
+    assert any(line.startswith("    note: plugin.py:") and line.endswith(
+        "[security.B404, severity low, confidence high] below the policy's threshold")
+        for line in run.stdout.splitlines()), run.stdout  # fmt: skip
+    # A policy that does not require the check passes, and still reports the finding.
     lenient = tmp_path / "lenient.toml"
     lenient.write_text('required = ["structure", "metadata"]\n')
     run = certify(project, "--only", "security", "--only", "structure", "--only", "metadata",
                   "--format", "json", "--policy", lenient, cache=tmp_path / "c")  # fmt: skip
     report = json.loads(run.stdout)
-    assert run.returncode == 0 and report["certified"] is True
+    assert run.returncode == 0 and report["passed"] is True
+    assert report["certified"] is False and report["registry_entry"] is None  # partial
     assert {c["id"]: c["status"] for c in report["checks"]}["security"] == "failed"
+
+
+def test_a_passing_partial_run_exits_0_but_certifies_nothing(
+    good: Path, policy: Path, tmp_path: Path
+) -> None:
+    """What the pre-commit hook runs (.pre-commit-hooks.yaml): it needs exit 0 to pass."""
+    hook = (REPO / ".pre-commit-hooks.yaml").read_text()
+    only = ("--only", "metadata", "--only", "interface", "--only", "security")
+    assert f"entry: aitbc-plugin certify {' '.join(only)}\n" in hook
+    reports = tmp_path / "reports"
+    run = certify(good, *only, "--format", "text", "--format", "json", "--report-dir", reports,
+                  "--policy", policy, cache=tmp_path / "c")  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith(
+        "PASSED (only: metadata, interface, security): cli-good 0.1.0\n"
+        "This is not a certification: only the named checks ran (certify without --only).\n"
+    )
+    assert "CERTIFIED" not in run.stdout
+    report = json.loads((reports / "certification.json").read_text())
+    assert (report["certified"], report["passed"]) == (False, True)
+    assert report["only"] == ["metadata", "interface", "security"]
+    assert report["registry_entry"] is None
+    outputs = subprocess.run([str(TOOL), "ci", "outputs", str(reports / "certification.json")],
+                             capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
+                             timeout=60)  # fmt: skip
+    assert outputs.returncode == 0, outputs.stderr
+    assert "certified=false\n" in outputs.stdout and "registry-entry=\n" in outputs.stdout
 
 
 def test_unauditable_dependency_is_incomplete_never_passed(good: Path, tmp_path: Path) -> None:

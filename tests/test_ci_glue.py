@@ -107,6 +107,41 @@ def test_outputs_of_a_report() -> None:
     assert ci.step_outputs(report(False))["registry-entry"] == ""
 
 
+def test_a_partial_or_uncertified_report_gives_no_registry_entry(tmp_path: Path) -> None:
+    """Only a certified whole run names an entry, even in a report that carries one."""
+    uncertified = report(False, entry=entry("demo", "1.0.0"))
+    partial = {**report(True, entry=entry("demo", "1.0.0")), "only": ["security"]}
+    older = report(True, entry=entry("demo", "1.0.0"))  # an older toolkit put it here
+    older["plugin"] = {**older["plugin"], "only": ["security"]}
+    for data in (uncertified, partial, older):
+        out = ci.step_outputs(data)
+        assert (out["certified"], out["registry-entry"]) == ("false", "")
+    write_result(tmp_path / "partial", partial)  # nor does a merge admit it
+    merged = ci_matrix.merge([tmp_path])
+    assert not merged.certified and merged.registry["plugins"] == []
+
+
+def test_annotations_name_a_root_cause_once_and_blocked_checks_briefly() -> None:
+    cause = "cannot run without a plugin wheel: the project does not build: " + "x " * 80
+    blocked = "blocked by build: the project does not build: x x x..."
+    data = report(checks=[
+        {"id": "metadata", "status": "error", "summary": blocked, "findings": [],
+         "details": {"blocked_by": "build"}},
+        {"id": "tests", "status": "error", "summary": blocked, "findings": [],
+         "details": {"blocked_by": "build"}},
+        {"id": "build", "status": "error", "summary": cause[:97] + "...", "findings": [
+            {"rule": "build.error", "severity": "high", "message": cause, "file": None,
+             "line": None}]},
+    ])  # fmt: skip
+    lines = ci.annotation_lines(data)
+    assert lines == [
+        f"::error title=certify metadata%3A error::{blocked}",
+        f"::error title=certify tests%3A error::{blocked}",
+        f"::error title=certify build%3A build.error::[high] {cause}",
+    ]
+    assert sum(line.count(cause) for line in lines) == 1
+
+
 # -- planning -------------------------------------------------------------------------------
 segment = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}", fullmatch=True).filter(
     lambda s: s not in (".", "..")

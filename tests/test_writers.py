@@ -122,8 +122,8 @@ def test_json_is_exactly_as_dict(report: CertificationReport) -> None:
 
 def test_json_has_the_documented_keys() -> None:
     data = json.loads(render("json", FAILING))
-    keys = ["certified", "plugin", "checks", "artifacts", "registry_entry", "toolkit", "reasons",
-            "isolation", "behaviour"]  # fmt: skip
+    keys = ["certified", "passed", "only", "plugin", "checks", "artifacts", "registry_entry",
+            "toolkit", "reasons", "isolation", "behaviour"]  # fmt: skip
     assert list(data) == keys
     check = data["checks"][1]
     assert {"id", "status", "duration_s", "findings"} <= set(check)

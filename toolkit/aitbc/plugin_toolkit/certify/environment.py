@@ -37,7 +37,7 @@ from . import integrity
 
 KEEP_ENVIRONMENTS = 8  # older ones are pruned
 # Tools the environment needs beside the plugin: the tests check runs pytest in it.
-ENVIRONMENT_TOOLS = ("pytest",)
+ENVIRONMENT_TOOLS = ("pytest", "pytest-timeout>=2.3", "coverage>=7.4")
 #: Every install: wheels only (building an sdist runs its setup.py, here, unjailed);
 #: and copies, not uv's default hard links into its cache, through which a write into
 #: one environment would change uv's cache, and so every environment made from it later,

@@ -102,10 +102,20 @@ class CertificationReport:
     # What plugin code did in each phase, seen from outside: {phase: {"network": [...],
     # "programs": [...], "writes": [...], "processes_left": [...], "notes": [...]}}.
     behaviour: dict[str, Any] = field(default_factory=dict)
+    # A partial run (--only): these checks alone ran.  It may pass; it never certifies.
+    only: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """The checks that ran met the policy: ``certified`` for a whole run; for a
+        partial one, no reason against it."""
+        return self.certified or (bool(self.only) and not self.reasons)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "certified": self.certified,
+            "certified": self.certified and not self.only,
+            "passed": self.passed,
+            "only": list(self.only),
             "plugin": self.plugin,
             "checks": [c.as_dict() for c in self.checks],
             "artifacts": [a.as_dict() for a in self.artifacts],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,16 @@ ISOLATION_LEVELS = ("partial", "full")
 
 
 @dataclass(frozen=True)
+class BuildLimits:
+    """``[build]``: what a wheel may declare and how large its artifacts may be."""
+
+    allowed_entry_point_groups: tuple[str, ...] = ()  # besides aitbc.plugins
+    max_file_mb: float = 20  # any one member of the wheel or the sdist, unpacked
+    max_artifact_mb: float = 100  # the wheel and the sdist, each, packed and unpacked
+    max_compression_ratio: float = 100  # unpacked:packed, a member of 1 MiB or more
+
+
+@dataclass(frozen=True)
 class Policy:
     required: tuple[str, ...]
     security_severity: str
@@ -34,6 +44,9 @@ class Policy:
     tool_timeout_s: float
     source: str  # where it came from, for the report
     require_isolation: str = "partial"  # one of ISOLATION_LEVELS
+    build: BuildLimits = field(default_factory=BuildLimits)
+    test_timeout_s: float = 60.0  # [tests]: any one of the plugin's tests
+    min_coverage: float = 60.0  # [tests]: % of the shipped code's lines the tests must run
 
     def fingerprint(self) -> str:
         return repr(sorted((k, v) for k, v in self.__dict__.items() if k != "source"))
@@ -60,7 +73,17 @@ _SHAPE: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "limits": {"tool_timeout_s": (int, float)},
     "isolation": {"require": str},
+    "tests": {"test_timeout_s": (int, float), "min_coverage": (int, float)},
+    "build": {
+        "allowed_entry_point_groups": list,
+        "max_file_mb": (int, float),
+        "max_artifact_mb": (int, float),
+        "max_compression_ratio": (int, float),
+    },
 }
+#: No policy may let an artifact unpack to more: the checks that extract the wheel
+#: (interface, security) refuse one this large whatever the policy says.
+MAX_ARTIFACT_MB_CEILING = 1024
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any], where: Path) -> dict[str, Any]:
@@ -120,6 +143,7 @@ def load_policy(
     if require_isolation not in ISOLATION_LEVELS:
         raise ToolkitError(f"policy {where}: isolation.require must be one of {ISOLATION_LEVELS}")
     return Policy(
+        build=_build_limits(data.get("build", {}), where),
         required=tuple(required),
         security_severity=security["severity"],
         security_confidence=security["confidence"],
@@ -129,4 +153,36 @@ def load_policy(
         tool_timeout_s=float(data["limits"]["tool_timeout_s"]),
         source=str(where),
         require_isolation=require_isolation,
+        **_tests_settings(data.get("tests", {}), where),
     )
+
+
+def _build_limits(table: dict[str, Any], where: Path) -> BuildLimits:
+    defaults = BuildLimits()
+    groups = table.get("allowed_entry_point_groups", [])
+    if not all(isinstance(g, str) and g.strip() and "[" not in g and "]" not in g
+               for g in groups):  # fmt: skip
+        raise ToolkitError(
+            f"policy {where}: build.allowed_entry_point_groups must be entry point group names"
+        )
+    sizes = {}
+    for key in ("max_file_mb", "max_artifact_mb", "max_compression_ratio"):
+        value = table.get(key, getattr(defaults, key))
+        if not value > 0:
+            raise ToolkitError(f"policy {where}: build.{key} must be positive")
+        sizes[key] = float(value)
+    if sizes["max_artifact_mb"] > MAX_ARTIFACT_MB_CEILING:
+        raise ToolkitError(
+            f"policy {where}: build.max_artifact_mb must be at most {MAX_ARTIFACT_MB_CEILING}"
+        )
+    return BuildLimits(tuple(g.strip() for g in groups), **sizes)
+
+
+def _tests_settings(table: dict[str, Any], where: Path) -> dict[str, float]:
+    timeout = table.get("test_timeout_s", Policy.test_timeout_s)
+    if not timeout > 0:
+        raise ToolkitError(f"policy {where}: tests.test_timeout_s must be positive")
+    coverage = table.get("min_coverage", Policy.min_coverage)
+    if not 0 <= coverage <= 100:
+        raise ToolkitError(f"policy {where}: tests.min_coverage must be a percentage (0 to 100)")
+    return {"test_timeout_s": float(timeout), "min_coverage": float(coverage)}

@@ -1,6 +1,7 @@
 """What the plugin says about itself, asked in its own environment: checks/metadata_probe.py
 run by the plugin environment's Python, its answer typed here.  Computed once per run
-(``CheckContext.metadata_probe``) and read by the metadata check and the registry entry.
+(``CheckContext.metadata_probe``) and read by the metadata check and the registry entry,
+and by the interface check (the methods' run-time signatures, its ``runtime`` section).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aitbc.plugins.sandbox.jail import interpreter_paths, run_observed
 from aitbc.plugins.sandbox.trace import Behaviour
 
 from .base import CheckContext, CheckError
+from .checks._signatures import interface_names
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,20 @@ class MetadataProbe:
     error: str | None = None
     field: str | None = None
     behaviour: Behaviour | None = None  # what importing and asking the plugin did
+    # The methods as the plugin's class holds them at run time: raw and untrusted, read
+    # by the interface check alone (checks/_signatures.parse_runtime), whose error a
+    # malformed section is; None when the class could not even be loaded.
+    runtime: Any = None
 
     @classmethod
     def from_answer(cls, answer: Any) -> MetadataProbe:
         if not isinstance(answer, dict):
             raise CheckError(f"the metadata probe printed {type(answer).__name__}, not an object")
+        runtime = answer.get("runtime")
         if "error" in answer:
             field = answer.get("field")
-            return cls(error=str(answer["error"]), field=str(field) if field else None)
+            return cls(error=str(answer["error"]), field=str(field) if field else None,
+                       runtime=runtime)  # fmt: skip
         metadata = answer.get("metadata")
         if not isinstance(metadata, dict):
             raise CheckError("the metadata probe's answer holds no metadata object")
@@ -46,15 +54,16 @@ class MetadataProbe:
         try:
             validated = PluginMetadata(**metadata)
         except MetadataError as exc:
-            return cls(error=f"MetadataError: {exc}", field=exc.field)
+            return cls(error=f"MetadataError: {exc}", field=exc.field, runtime=runtime)
         except TypeError as exc:
-            return cls(error=f"get_metadata() returned unknown fields: {exc}")
+            return cls(error=f"get_metadata() returned unknown fields: {exc}", runtime=runtime)
         kind = answer.get("kind")
         return cls(
             kind=str(kind) if kind is not None else None,
             metadata=validated.to_dict(),
             incompatibility=validated.incompatibility(),
             config_schema=answer.get("config_schema"),
+            runtime=runtime,
         )
 
 
@@ -68,7 +77,7 @@ def run_metadata_probe(context: CheckContext) -> MetadataProbe:
     probe = context.checks_dir / "metadata_probe.py"
     nonce = secrets.token_hex(16)
     observed = run_observed(
-        [str(environment.python), str(probe), plugin.name],
+        [str(environment.python), str(probe), plugin.name, *interface_names()],
         scratch=folder,
         cwd=folder,
         timeout=timeout,
@@ -79,6 +88,8 @@ def run_metadata_probe(context: CheckContext) -> MetadataProbe:
     run = observed.completed
     if run.timed_out:
         raise CheckError(f"the metadata probe took longer than {timeout:g}s")
+    if run.returncode == 3:  # it found no nonce: the plugin's code read its stdin
+        raise CheckError("the metadata probe's stdin was read by the plugin: no answer is believed")
     answers = [line[len(nonce) + 1 :] for line in run.stdout.splitlines()
                if line.startswith(nonce + " ")]  # fmt: skip
     if len(answers) != 1:

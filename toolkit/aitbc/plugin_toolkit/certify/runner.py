@@ -25,6 +25,7 @@ from . import checks as registry
 from .base import Check, CheckContext, CheckError, Lazy, PluginEnvironment
 from .behaviour import PHASE_CHECKS
 from .cache import BuildCache, ResultCache, cache_root
+from .causes import Causes, blocked_by, name_once
 from .distributions import BuildOutcome, build_distributions, plugin_info
 from .environment import environment_for
 from .model import Artifact, CertificationReport, CheckResult, CheckStatus, Finding, Severity
@@ -129,7 +130,8 @@ def certify(
             vuln_db=options.vuln_db,
             allow_incomplete_audit=options.allow_incomplete_audit or policy.allow_incomplete_audit,
         )
-        context = _with_shared_values(base, root, options.use_cache)
+        causes = Causes(base)
+        context = _with_shared_values(base, root, options.use_cache, causes)
         every = registry.CHECKS
         selected = [c for c in every if not options.only or c.id in options.only]
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
@@ -140,10 +142,12 @@ def certify(
                     strict=True,
                 )
             )
-        results = [
-            ran.get(c.id) or CheckResult(c.id, CheckStatus.SKIPPED, summary="not selected (--only)")
+        skipped = "not selected (--only)"
+        results = name_once([
+            (ran[c.id][0], causes.of(c, context, ran[c.id][1])) if c.id in ran
+            else (CheckResult(c.id, CheckStatus.SKIPPED, summary=skipped), None)
             for c in every
-        ]
+        ])  # fmt: skip
         report = _report(context, results, policy, tools, options.only)
         if options.dist_dir is not None and report.artifacts:
             _write_dist(options.dist_dir, [p for p in (outcome.wheel, outcome.sdist) if p])
@@ -165,26 +169,33 @@ def _build(
     return outcome
 
 
-def _with_shared_values(context: CheckContext, root: Path, reuse: bool) -> CheckContext:
+def _with_shared_values(
+    context: CheckContext, root: Path, reuse: bool, causes: Causes
+) -> CheckContext:
     """The context with what checks compute for one another, each made once per run by
-    whichever check asks first: the plugin environment and the metadata probe."""
+    whichever check asks first: the plugin environment and the metadata probe.  Their
+    failures are noted in ``causes``: every check they stop then points to one of them."""
 
     def make_environment() -> PluginEnvironment:
         wheel, _ = context.built_plugin()
         return environment_for(wheel, root, reuse=reuse, timeout=context.policy.tool_timeout_s)
 
-    shared = replace(context, plugin_environment=Lazy(make_environment))
-    return replace(shared, metadata_probe=Lazy(lambda: run_metadata_probe(shared)))
+    shared = replace(context, plugin_environment=Lazy(causes.noted(make_environment)))
+    probe = causes.noted(lambda: run_metadata_probe(shared))
+    return replace(shared, metadata_probe=Lazy(probe))
+
+
+Attempt = tuple[CheckResult, BaseException | None]  # the result, and the error it stands for
 
 
 def _run_one(
     check: Check, context: CheckContext, cache: ResultCache, progress: ProgressCallback | None
-) -> CheckResult:
+) -> Attempt:
     if progress:
         progress(check.id, None)
     outcome = _run_check(check, context, cache)
     if progress:
-        progress(check.id, outcome)
+        progress(check.id, outcome[0])
     return outcome
 
 
@@ -197,28 +208,34 @@ def _error_result(check_id: str, duration: float, reason: str, **details: Any) -
 def run_check(check: Check, context: CheckContext) -> CheckResult:
     """``check.run(context)``, with the one edge where a check that cannot decide
     (:class:`CheckError`) or crashes becomes an ``error`` result."""
+    return _attempt(check, context)[0]
+
+
+def _attempt(check: Check, context: CheckContext) -> Attempt:
+    """:func:`run_check`, and the exception an error result stands for (whose chain
+    tells whether a failure shared with other checks stopped this one)."""
     began = time.perf_counter()
     try:
         if check.needs_wheel and (context.wheel is None or context.plugin is None):
             why = context.build_error or context.plugin_problem or "no wheel"
             raise CheckError(f"cannot run without a plugin wheel: {why}")
-        return check.run(context)
+        return check.run(context), None
     except CheckError as exc:
-        return _error_result(check.id, time.perf_counter() - began, exc.reason, **exc.details)
+        return _error_result(check.id, time.perf_counter() - began, exc.reason, **exc.details), exc
     except ToolkitError as exc:
-        return _error_result(check.id, time.perf_counter() - began, str(exc))
+        return _error_result(check.id, time.perf_counter() - began, str(exc)), exc
     except Exception as exc:  # fail closed: a crashing check never reads as a pass
         return _error_result(
             check.id,
             time.perf_counter() - began,
             f"the {check.id} check crashed: {type(exc).__name__}: {exc}",
             traceback=traceback.format_exc(),
-        )
+        ), exc
 
 
-def _run_check(check: Check, context: CheckContext, cache: ResultCache) -> CheckResult:
+def _run_check(check: Check, context: CheckContext, cache: ResultCache) -> Attempt:
     if check.needs_wheel and (context.wheel is None or context.plugin is None):
-        return run_check(check, context)  # it says why, as an error: nothing to cache
+        return _attempt(check, context)  # it says why, as an error: nothing to cache
     (context.scratch / check.id).mkdir(parents=True, exist_ok=True)
     scoped = replace(context, scratch=context.scratch / check.id)
     began = time.perf_counter()
@@ -232,10 +249,10 @@ def _run_check(check: Check, context: CheckContext, cache: ResultCache) -> Check
     if key is not None:
         hit = cache.get(key)
         if hit is not None:  # report what the run spent, not what the first run did
-            return replace(hit, duration_s=time.perf_counter() - began)
-    outcome = run_check(check, scoped)
+            return replace(hit, duration_s=time.perf_counter() - began), None
+    outcome = _attempt(check, scoped)
     if key is not None:
-        cache.put(key, outcome)
+        cache.put(key, outcome[0])
     return outcome
 
 
@@ -248,7 +265,8 @@ def _report(
 ) -> CertificationReport:
     required = [c for c in policy.required if not only or c in only]
     reasons = tuple(
-        f"{r.id} {r.status.value}: {r.summary}"
+        f"{r.id} {r.status.value}: "
+        + (f"blocked by {owner}" if (owner := blocked_by(r)) else r.summary)
         for r in results
         if r.id in required and not r.passes
     )
@@ -256,6 +274,8 @@ def _report(
     if policy.require_isolation == "full" and contained["level"] != "full":
         missing = "; ".join(contained["missing"])
         reasons += (f"isolation partial, the policy requires full: {missing}",)
+    # A partial run (--only) may pass, but is never a certification: no registry entry.
+    certified = not reasons and not only
     artifacts = tuple(
         Artifact(path.name, sha256_file(path), path.stat().st_size)
         for path in (context.wheel, context.sdist)
@@ -266,11 +286,9 @@ def _report(
     probe = context.metadata_probe.peek() if context.metadata_probe is not None else None
     meta = probe.metadata if probe is not None else None
     entry = None
-    if plugin is not None and meta is not None and artifacts:
+    if certified and plugin is not None and meta is not None and artifacts:
         entry = registry_entry(meta, plugin, artifacts[0].sha256)
     summary: dict[str, Any] = {"project": str(context.project), "policy": policy.source}
-    if only:
-        summary["only"] = list(only)  # a partial run: the verdict covers these checks only
     if plugin is not None:
         summary.update(
             name=plugin.name,
@@ -288,13 +306,14 @@ def _report(
     return CertificationReport(
         isolation=contained,
         behaviour=_behaviour(results),
-        certified=not reasons,
+        certified=certified,
         plugin=summary,
         checks=tuple(results),
         artifacts=artifacts,
         registry_entry=entry,
         toolkit=toolkit,
         reasons=reasons,
+        only=only,
     )
 
 

@@ -122,12 +122,20 @@ def annotation_lines(report: Mapping[str, Any], plugin_path: str = ".") -> list[
 
 
 # -- step outputs -----------------------------------------------------------------------------
+def certifies(report: Mapping[str, Any]) -> bool:
+    """Whether ``report`` certifies its plugin: never a partial run (``--only``), even in
+    a report written by a toolkit that said so."""
+    partial = report.get("only") or report["plugin"].get("only")
+    return report["certified"] is True and not partial
+
+
 def step_outputs(report: Mapping[str, Any]) -> dict[str, str]:
-    """The reusable workflow's outputs for one report."""
+    """The reusable workflow's outputs for one report: a registry entry only when the
+    report certifies the plugin."""
     plugin = report["plugin"]
-    entry = report.get("registry_entry")
+    entry = report.get("registry_entry") if certifies(report) else None
     return {
-        "certified": "true" if report["certified"] else "false",
+        "certified": "true" if certifies(report) else "false",
         "plugin-name": str(plugin.get("name") or ""),
         "plugin-version": str(plugin.get("version") or ""),
         "registry-entry": compact_json(entry) if entry else "",

@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import ToolkitError
 from ..files import write_atomic
-from .github import compact_json, load_report
+from .github import certifies, compact_json, load_report
 
 MATRIX_LIMIT = 256  # GitHub's limit on the jobs one matrix generates
 REPORT_FORMATS = ("json", "sarif", "junit", "markdown")
@@ -266,7 +266,7 @@ def _results(directories: list[Path]) -> list[dict[str, Any]]:
             "source": (f"{item['repository']}@{item.get('ref', '')}" if item.get("repository")
                        else str(item.get("path") or plugin.get("project") or folder.name)),
             "planned": (item.get("name", ""), item.get("version", "")),
-            "certified": bool(report and report["certified"]),
+            "certified": bool(report and certifies(report)),
             "error": str(outcome.get("error") or ""),
             "reasons": [str(r) for r in (report or {}).get("reasons", [])],
             "checks": {c["id"]: c["status"] for c in (report or {}).get("checks", [])},

@@ -1,5 +1,6 @@
 """The ``aitbc-plugin`` command line.  The only place that prints and picks exit codes:
-0 success, 1 a negative verdict (not certified, update conflicts, update available),
+0 success (certified; for ``certify --only``, the named checks passed), 1 a negative
+verdict (not certified, update conflicts, update available),
 2 bad usage or input, as one line and never a traceback (``--debug`` keeps tracebacks
 of unexpected errors)."""
 
@@ -174,7 +175,10 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
             dist_dir: Path | None, policy_file: Path | None, vuln_db: Path | None,
             allow_incomplete_audit: bool, require_isolation: str | None, no_cache: bool,
             jobs: int, only: tuple[str, ...]) -> None:  # fmt: skip
-    """Decide whether the plugin project at PATH may enter the registry (exit 0) or not (1)."""
+    """Decide whether the plugin project at PATH may enter the registry (exit 0) or not (1).
+
+    With --only, exit 0 when the named checks pass (pre-commit's hook needs that), but the
+    report says PASSED (only: ...), never CERTIFIED: a partial run certifies nothing."""
     from ..certify.runner import CertifyOptions
     from ..certify.runner import certify as run_certification
     from ..certify.writers import WRITERS
@@ -203,7 +207,7 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
         click.echo(rendered[chosen[0]], nl=False)
     else:
         click.echo(rendered.get("text") or _render(WRITERS["text"], report), nl=False)
-    if not report.certified:
+    if not report.passed:
         raise click.exceptions.Exit(1)
 
 
@@ -224,6 +228,8 @@ def _progress_printer() -> Any:
         return None
     from rich.console import Console
 
+    from ..certify.causes import brief
+
     console = Console(stderr=True)
     colours = {"passed": "green", "failed": "red", "error": "red", "incomplete": "yellow",
                "skipped": "dim"}  # fmt: skip
@@ -235,7 +241,7 @@ def _progress_printer() -> Any:
             status = result.status.value
             cached = " (cached)" if result.cached else ""
             console.print(f"  [{colours[status]}]{status:<10}[/] {check_id:<10} "
-                          f"{result.duration_s:6.1f}s{cached}  {result.summary}",
+                          f"{result.duration_s:6.1f}s{cached}  {brief(result.summary)}",
                           markup=True, highlight=False)  # fmt: skip
 
     return report

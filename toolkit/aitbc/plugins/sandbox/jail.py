@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -46,6 +47,10 @@ IsolationLevel = Literal["full", "partial"]
 #: What a jailed process may know of the locale; everything else is set by the jail.
 _LOCALE = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Where the scratch folder appears inside every jail, certification's and a host's
+#: alike: its real path (a temporary folder named by the caller, with the check's name
+#: in it) would tell the code inside what runs it.
+INNER_SCRATCH = "/tmp/work"  # noqa: S108 - a mount point inside the jail's own /tmp
 _PROBE_TIMEOUT_S = 20.0
 
 
@@ -160,27 +165,42 @@ class Jail:
         for folder in (self.scratch / "home", self.scratch / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
         args = [found, *_namespaces(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for place in self.hidden:
+        # /tmp is always the jail's own: the scratch folder is mounted in it.
+        for place in sorted({Path("/tmp"), *self.hidden}):  # noqa: S108
             args += ["--tmpfs", str(place)]
         scratch = _real(self.scratch)
         # Outer paths first, so an inner bind is never covered by an outer one; what lies
         # inside the scratch folder is writable with it.
-        for path in sorted({scratch, *(_real(p) for p in (*self.readable, cwd))}, key=len):
-            if path == scratch:
-                args += ["--bind", path, path]
-            elif not path.startswith(scratch.rstrip("/") + "/") and Path(path).exists():
+        for path in sorted({_real(p) for p in (*self.readable, cwd)}, key=len):
+            if not self._in_scratch(path) and Path(path).exists():
                 args += ["--ro-bind", path, path]
-        args += ["--clearenv"]
+        args += ["--bind", scratch, INNER_SCRATCH, "--clearenv"]
         for key, value in env.items():
-            args += ["--setenv", key, value]
+            args += ["--setenv", key, self.inside(value)]
         tracer = tracer_prefix(str(trace_log)) if trace_log is not None else []
-        return [*tracer, *args, "--chdir", str(cwd), "--", *argv]
+        inner_argv = [self.inside(arg) for arg in argv]
+        return [*tracer, *args, "--chdir", self.inside(str(cwd)), "--", *inner_argv]
+
+    def _in_scratch(self, path: str) -> bool:
+        return any(path == root or path.startswith(root.rstrip("/") + "/")
+                   for root in self._scratch_forms())  # fmt: skip
+
+    def _scratch_forms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((_real(self.scratch), str(self.scratch))))
+
+    def inside(self, text: str) -> str:
+        """``text`` (an argument, a variable, a path) as the jail sees it: the scratch
+        folder's path replaced by :data:`INNER_SCRATCH` wherever it occurs."""
+        for form in self._scratch_forms():
+            text = re.sub(re.escape(form.rstrip("/")) + r"(?=/|$|[^\w.-])", INNER_SCRATCH, text)
+        return text
 
     def behaviour(self, trace_log: Path, cwd: Path, expected: Iterable[str] = ()) -> Behaviour:
         """What the traced run that wrote ``trace_log`` did outside its scratch folder."""
         try:
             with trace_log.open(encoding="ascii", errors="replace") as lines:
-                return read_behaviour(lines, scratch=[str(self.scratch)], cwd=_real(cwd),
+                return read_behaviour(lines, scratch=[INNER_SCRATCH],
+                                      cwd=self.inside(_real(cwd)),
                                       expected_programs=expected)  # fmt: skip
         except OSError:
             return Behaviour(complete=False)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from .leaks import WORKER_TASKS, coroutine_location, within
-from .protocol import PROTOCOL_VERSION, Limits, Problem, ProblemKind, encode
+from .protocol import PROTOCOL_VERSION, Limits, Problem, ProblemKind
 
 Step = Callable[["Session"], Awaitable[None]]
 #: The supervisor sends this signal to get every thread's stack (faulthandler) when the
@@ -83,15 +83,29 @@ class Session:
 
 
 class Channel:
-    """The protocol pipe.  Unbuffered, so a worker that dies has said all it said."""
+    """The protocol pipe.  Unbuffered, so a worker that dies has said all it said.
+
+    ``send`` is bound when the channel is made, before any code under test is imported,
+    from the functions of that moment: replacing ``Channel.send``, ``os.write`` or
+    ``json.dumps`` later changes nothing it says.  (Code under test shares this process:
+    one that digs into the closure can still forge; the supervisor's look from outside
+    and the behaviour record are what it cannot reach.)"""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.send = _sender(fd)
 
-    def send(self, kind: str, **fields: Any) -> None:
-        data = encode({"type": kind, **fields})
+
+def _sender(fd: int) -> Callable[..., None]:
+    write, dumps = os.write, json.dumps
+
+    def send(kind: str, **fields: Any) -> None:
+        message = {"type": kind, **fields}
+        data = dumps(message, separators=(",", ":"), default=str).encode("ascii") + b"\n"
         while data:
-            data = data[os.write(self.fd, data) :]
+            data = data[write(fd, data) :]
+
+    return send
 
 
 def apply_limits(limits: Limits) -> None:
@@ -191,6 +205,7 @@ def serve(
     requests: IO[bytes],
 ) -> None:
     """Run each step the supervisor asks for, until it closes our stdin."""
+    run = run_step  # bound before the plugin's import (the first step) can replace it
     for line in requests:
         try:
             request = json.loads(line)
@@ -201,7 +216,7 @@ def serve(
             return
         channel.send("begin", step=name, nonce=nonce, code_roots=session.code_roots)
         began = time.monotonic()
-        problems = loop.run_until_complete(run_step(session, step))
+        problems = loop.run_until_complete(run(session, step))
         channel.send(
             "end",
             step=name,

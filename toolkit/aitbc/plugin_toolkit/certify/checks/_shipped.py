@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from ..base import CheckError
+from ..policy import MAX_ARTIFACT_MB_CEILING
+from ._archive import MIB, mib, unsafe_reason
 
 #: Folders of a project that never hold the source a wheel was built from.
 _NOT_SOURCE = frozenset({"__pycache__", "build", "dist", "node_modules", "site-packages"})
@@ -21,6 +27,9 @@ BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", "requir
 #: Project scaffolding: never the plugin's code, even when a wheel ships it by mistake
 #: (the `build` check reports that).
 SCAFFOLDING = frozenset({"setup.py", "conftest.py"})
+_NOT_CODE = (".dist-info", ".data")
+#: A member whose path another member already holds as a file, or as a folder.
+_CLASHES = (FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
 @dataclass(frozen=True)
@@ -48,20 +57,53 @@ def is_test_or_scaffolding(shipped: str) -> bool:
     )
 
 
+class UnsafeWheel(CheckError):
+    """The wheel cannot be extracted safely.  The check that extracts it cannot decide
+    (an ``error``); the ``build`` check reports the member as a finding."""
+
+
 def extract(wheel: Path, dest: Path, project: Path) -> ShippedCode:
-    """Extract the wheel's packages (not its .dist-info or .data) into ``dest``."""
+    """Extract the wheel's packages (not its .dist-info or .data) into ``dest``.
+
+    Raises :class:`UnsafeWheel` (a CheckError naming the ``build`` finding) for a
+    member that would land outside ``dest``, a wheel that unpacks to more than any
+    policy allows, or one that cannot be read."""
     names: list[str] = []
-    with zipfile.ZipFile(wheel) as archive:
-        for name in archive.namelist():
-            path = PurePosixPath(name)
-            if name.endswith("/") or path.parts[0].endswith((".dist-info", ".data")):
-                continue
-            if path.is_absolute() or ".." in path.parts or "\\" in name:
-                raise ValueError(f"the wheel holds an unsafe path: {name!r}")
-            target = dest.joinpath(*path.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(name))
-            names.append(path.as_posix())
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            infos = archive.infolist()
+            for info in infos:
+                why = unsafe_reason(info.filename)
+                if why is not None:
+                    raise UnsafeWheel(
+                        f"the wheel holds an unsafe path {info.filename!r} ({why}), so it is "
+                        "not extracted: see the build check's finding build.unsafe-path"
+                    )
+            unpacked = sum(info.file_size for info in infos)
+            if unpacked > MAX_ARTIFACT_MB_CEILING * MIB:
+                raise UnsafeWheel(
+                    f"the wheel unpacks to {mib(unpacked)}, so it is not extracted: see the "
+                    "build check's finding build.too-large"
+                )
+            for info in infos:
+                path = PurePosixPath(info.filename)
+                if not path.parts or info.is_dir() or path.parts[0].endswith(_NOT_CODE):
+                    continue
+                target = dest.joinpath(*path.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as source, target.open("wb") as out:
+                    shutil.copyfileobj(source, out)  # streamed: never the whole member in memory
+                names.append(path.as_posix())
+    except _CLASHES as exc:
+        raise UnsafeWheel(
+            f"the wheel cannot be extracted ({type(exc).__name__}: {exc}): see the build "
+            "check's finding build.duplicate-member"
+        ) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise UnsafeWheel(
+            f"the wheel cannot be read ({type(exc).__name__}: {exc}): see the build "
+            "check's finding build.unreadable"
+        ) from None
     return ShippedCode(dest, tuple(sorted(names)), _origins(dest, names, project))
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import tarfile
-import zipfile
+import os
 from pathlib import Path
+from typing import Any
 
 from aitbc.plugins.registry import sha256_file
 from aitbc.plugins.sandbox.trace import Behaviour
@@ -16,46 +16,9 @@ from ..behaviour import declared_permissions, judge
 from ..cache import cache_root
 from ..distributions import jailed_build
 from ..model import CheckResult, Finding, Severity
-from . import _shipped
-
-_STRAY_NAMES = {"setup.py", "conftest.py", "setup.cfg", "pyproject.toml", "requirements.txt"}
-
-
-def content_findings(wheel: Path, module: str) -> list[Finding]:
-    findings = []
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        info_dir = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
-        metadata_text = archive.read(f"{info_dir}/METADATA").decode("utf-8", "replace")
-    if f"{module}/__init__.py" not in names:
-        findings.append(
-            Finding(
-                "build.package-missing",
-                Severity.HIGH,
-                f"the wheel does not contain the package {module}/",
-            )
-        )
-    for name in names:
-        top = name.partition("/")[0]
-        if top in (info_dir, info_dir.replace(".dist-info", ".data")):
-            continue
-        parts = name.split("/")
-        if top != module:
-            findings.append(
-                Finding(
-                    "build.stray-file", Severity.HIGH, f"{name} is outside the package {module}/"
-                )
-            )
-        elif "tests" in parts[1:-1] or parts[-1] in _STRAY_NAMES or parts[-1].startswith("test_"):
-            findings.append(
-                Finding(
-                    "build.tests-in-wheel",
-                    Severity.MEDIUM,
-                    f"{name} is a test or build file shipped in the wheel",
-                )
-            )
-    findings += metadata_findings(metadata_text)
-    return findings
+from ._archive import SizeLimits
+from ._sdist_contents import inspect_sdist, unpack
+from ._wheel_contents import inspect_wheel
 
 
 def metadata_findings(text: str) -> list[Finding]:
@@ -84,15 +47,24 @@ def metadata_findings(text: str) -> list[Finding]:
 
 
 class BuildCheck:
-    """The wheel holds the plugin's package and nothing stray, its metadata is valid,
-    and rebuilding it from the sdist gives the same bytes.
+    """The wheel installs the plugin's package and nothing else, its metadata is valid,
+    the sdist holds only the project's files, and rebuilding the wheel from the sdist
+    gives the same bytes.
 
-    A file outside the plugin's package is a finding, and so is a test or build file
-    (`tests/`, `test_*.py`, `setup.py`, `conftest.py`...) shipped inside it.  The
-    wheel's METADATA must validate (packaging) and its long description must render
-    as PyPI renders it.  The wheel is then rebuilt from the sdist with
-    `SOURCE_DATE_EPOCH` fixed: a different sha256 means the registry's checksum could
-    not be verified by anyone, and fails the check."""
+    Refused in the wheel, each member named: a `.pth` file, anything under `*.data/`
+    (scripts, data, headers, purelib/platlib), a module or package other than the
+    plugin's own (another distribution's namespace, the SDK's included), a build file
+    (`setup.py`, `pyproject.toml`...) in the package, an unsafe or duplicate path, and
+    an entry point outside `aitbc.plugins` (a console script, a `pytest11` plugin)
+    unless the policy's `[build]` allows its group.  Tests shipped in the package are
+    a note, not a failure.  In the sdist: a link, a special file, an unsafe path, and
+    a file whose bytes are in no project file (what the backend generates, such as
+    `PKG-INFO` and `*.egg-info/`, excepted).  Both have size and compression-ratio
+    limits, read from their headers before anything is unpacked.  The wheel's
+    METADATA must validate (packaging) and its long description must render as PyPI
+    renders it.  The wheel is then rebuilt from the sdist with `SOURCE_DATE_EPOCH`
+    fixed: a different sha256 means the registry's checksum could not be verified by
+    anyone, and fails the check."""
 
     id = "build"
     title = "Reproducible wheel and sdist with checksums"
@@ -102,48 +74,65 @@ class BuildCheck:
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
             wheel, plugin = context.built_plugin()
-            findings = content_findings(wheel, plugin.module)
-            rebuilt, why, watched = self._rebuild_from_sdist(context)
-            if rebuilt is None:
-                raise CheckError(f"rebuilding from the sdist failed: {why}")
+            build = context.policy.build
+            contents = inspect_wheel(wheel, plugin, build)
+            findings = list(contents.findings)
+            if contents.metadata is not None:
+                findings += metadata_findings(contents.metadata)
+            if context.sdist is None:
+                raise CheckError("rebuilding from the sdist failed: no sdist was built")
+            work = context.scratch / "rebuild"
+            sdist = inspect_sdist(
+                context.sdist, context.workdir, plugin.distribution, SizeLimits.from_policy(build)
+            )
+            findings += sdist.findings
+            details: dict[str, Any] = {"notes": contents.notes} if contents.notes else {}
+            wheel_sha = sha256_file(wheel)
+            watched: Behaviour | None = None
+            if sdist.root is not None and not sdist.findings:
+                rebuilt, why, watched = self._rebuild(context, work, sdist.root)
+                if rebuilt is None:
+                    raise CheckError(f"rebuilding from the sdist failed: {why}", **details)
+                rebuilt_sha = sha256_file(rebuilt)
+                if rebuilt_sha != wheel_sha:
+                    findings.append(
+                        Finding(
+                            "build.not-reproducible",
+                            Severity.HIGH,
+                            f"rebuilding the wheel from the sdist gave sha256 "
+                            f"{rebuilt_sha[:16]}..., not {wheel_sha[:16]}...; the registry "
+                            "checksum could not be verified",
+                        )
+                    )
+            else:
+                details["rebuilt"] = "no: the sdist is not safe to unpack and build"
             behaviour = _merged(context.build_behaviour, watched)
             seen, record = judge(self.id, "build", behaviour, declared_permissions(context))
             findings += seen
-            wheel_sha = sha256_file(wheel)
-            rebuilt_sha = sha256_file(rebuilt)
-            if rebuilt_sha != wheel_sha:
-                findings.append(
-                    Finding(
-                        "build.not-reproducible",
-                        Severity.HIGH,
-                        f"rebuilding the wheel from the sdist gave sha256 {rebuilt_sha[:16]}..., "
-                        f"not {wheel_sha[:16]}...; the registry checksum could not be verified",
-                    )
-                )
         summary = (
             f"wheel and sdist built; the wheel rebuilds byte for byte (sha256 {wheel_sha[:16]}...)"
             if not findings
             else f"{len(findings)} build problem(s)"
         )
+        if contents.notes:
+            summary += f"; note: the wheel ships {len(contents.notes)} test file(s)"
         return result(self.id, findings, elapsed(), summary, wheel_sha256=wheel_sha,
-                      behaviour=record)  # fmt: skip
+                      behaviour=record, **details)  # fmt: skip
 
     @staticmethod
-    def _rebuild_from_sdist(context: CheckContext) -> tuple[Path | None, str, Behaviour | None]:
+    def _rebuild(
+        context: CheckContext, work: Path, root: str
+    ) -> tuple[Path | None, str, Behaviour | None]:
         wheel, _ = context.built_plugin()
-        if context.sdist is None:
-            return None, "no sdist was built", None
-        work = context.scratch / "rebuild"
-        with tarfile.open(context.sdist) as archive:
-            archive.extractall(work / "src", filter="data")
-        roots = [p for p in (work / "src").iterdir() if p.is_dir()]
-        if len(roots) != 1:
-            return None, "the sdist does not hold exactly one source folder", None
+        refused = unpack(context.sdist, work / "src") if context.sdist else "no sdist"
+        if refused is not None:
+            return None, f"the sdist could not be unpacked: {refused}", None
         try:
             timeout = context.policy.tool_timeout_s
             observed = jailed_build(
-                roots[0], work / "dist", work, ("--wheel",), timeout=timeout, cache_dir=cache_root()
-            )
+                work / "src" / root, work / "dist", work, ("--wheel",), timeout=timeout,
+                cache_dir=cache_root(),
+            )  # fmt: skip
         except ToolkitError as exc:
             return None, str(exc), None
         run, rebuilt = observed.completed, work / "dist" / wheel.name
@@ -152,12 +141,20 @@ class BuildCheck:
         return rebuilt, "", observed.behaviour
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
-        # Not the sdist's bytes: its gzip header carries the build time.  The sources and
-        # build files decide the sdist, and the wheel's bytes are reproducible.
+        # Not the sdist's bytes: its gzip header carries the build time.  The project's
+        # files decide the sdist (any of them may be in it, and each of its files is
+        # compared with them), and the wheel's bytes are reproducible.
         if context.wheel is None:
             return None
-        project = context.workdir
-        return [context.wheel, *_shipped.project_sources(project), *_shipped.build_files(project)]
+        return [context.wheel, *_project_files(context.workdir)]
+
+
+def _project_files(project: Path) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(project):
+        dirs.sort()
+        found += [Path(folder, name) for name in sorted(files)]
+    return [path for path in found if path.is_file() and not path.is_symlink()]
 
 
 def _merged(*records: Behaviour | None) -> Behaviour | None:

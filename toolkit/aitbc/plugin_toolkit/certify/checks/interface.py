@@ -11,11 +11,17 @@ definitions about an override, a base class or an abstract method.  Other type e
 in the plugin's own code are listed in the details, not failed.  ``# type: ignore`` and
 ``# mypy:`` comments in the shipped code do not hide interface errors: they are
 removed from the extracted copy first (lines keep their numbers).
+
+Then the run-time half (_signatures.py): the metadata probe's description of each
+interface method as the plugin's class holds it when it runs, compared with the SDK's
+own signatures, for what mypy was not shown.  The probe is started before mypy runs
+and is shared with the metadata check (made once per run).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import json
 import os
@@ -23,7 +29,9 @@ import re
 import shlex
 import string
 import sys
+import threading
 import tokenize
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,7 @@ from aitbc.plugins.process import Completed
 from ..base import CheckContext, CheckError, result, timed
 from ..model import CheckResult, Finding, Severity
 from . import _shipped, _site
+from ._signatures import compare, interface_of, parse_runtime, shipped_name
 
 PROBE_MODULE = "_aitbc_interface_probe"
 PROBE_FILE = f"{PROBE_MODULE}.py"
@@ -43,6 +52,8 @@ _INTERFACE_CODES = frozenset({"override", "abstract", "syntax"})
 _SUPPRESSION = re.compile(r"#\s*(type:\s*ignore|mypy:)")
 _PROBE_LABEL = re.compile(r"#\s*probe:\s*(.+?)\s*$")
 _QUOTED_NAME = re.compile(r'"(\w+)"')
+_CALLED_NAME = re.compile(r"plugin\.(\w+)\(")
+RUNTIME_RULE = "interface.runtime-signature"
 _KEPT_IGNORED = 20  # how many ignored (non-interface) errors the details list
 
 
@@ -178,7 +189,17 @@ class InterfaceCheck:
     with the SDK's, or a plain `def` where the SDK declares `async def` (or the
     reverse) fails the check, at the plugin's own file and line.  Other type errors in
     the plugin's code are listed, not failed.  `# type: ignore` comments do not hide
-    interface errors.  A mypy that cannot run makes the check an error."""
+    interface errors.  A mypy that cannot run makes the check an error.
+
+    What runs is compared too: the metadata probe, in the jail, describes each method
+    of the interface as the plugin's class holds it at run time, and a method missing
+    or left abstract, a plain `def` where the SDK declares `async def` (or the
+    reverse), an argument hosts pass that it has no parameter for, or a parameter it
+    requires that hosts leave out fails the check (`interface.runtime-signature`), at
+    the file and line of the code that runs.  So a signature mypy is not shown (under
+    `if TYPE_CHECKING:`, a method replaced after the class is made, an instance
+    attribute) does not slip past.  A description that cannot be had or read makes the
+    check an error."""
 
     id = "interface"
     title = "The plugin implements its kind's interface (mypy against the SDK)"
@@ -192,6 +213,7 @@ class InterfaceCheck:
     def _run(self, context: CheckContext, elapsed: Any) -> CheckResult:
         wheel, plugin = context.built_plugin()
         environment = context.environment()
+        _ask_in_background(context)
         entry_point = plugin.entry_point
         module, attribute = split_entry_point(entry_point)
         root = context.scratch / "src"
@@ -246,10 +268,15 @@ class InterfaceCheck:
             raise CheckError(reason)
         where = class_location(root, module, attribute.split(".")[-1])
         findings, ignored = self._classify(errors, shipped, probe_labels(probe), where)
+        at_run_time, compared = self._runtime(context, shipped, where, findings)
+        findings += at_run_time
+        checked = "mypy found no interface error"
+        if compared:
+            checked += "; its run-time signatures are the SDK's"
         summary = (
             f"{len(findings)} interface error(s) in {entry_point}"
             if findings
-            else f"{entry_point} implements its kind's interface (mypy found no interface error)"
+            else f"{entry_point} implements its kind's interface ({checked})"
         )
         return result(
             self.id,
@@ -259,6 +286,7 @@ class InterfaceCheck:
             other_type_errors=len(ignored),
             other_type_errors_sample=ignored[:_KEPT_IGNORED],
             disregarded_suppressions=disregarded,
+            runtime_signatures=compared or "not compared: no metadata probe to ask",
         )
 
     def _classify(
@@ -312,10 +340,57 @@ class InterfaceCheck:
         ]
         return findings, ignored
 
+    def _runtime(
+        self,
+        context: CheckContext,
+        shipped: _shipped.ShippedCode,
+        where: tuple[str, int | None],
+        static: list[Finding],
+    ) -> tuple[list[Finding], str | None]:
+        """The run-time mismatches mypy has not already reported, and what was compared
+        (None: there is no probe to ask, as in a context made by hand)."""
+        if context.metadata_probe is None:
+            return [], None
+        answer = context.metadata_probe.get()  # its CheckError is this check's too
+        if answer.runtime is None:
+            why = answer.error or "the metadata probe described no method"
+            raise CheckError(f"the plugin's run-time signatures are unknown: {why}")
+        try:
+            runtime = parse_runtime(answer.runtime)
+        except ValueError as exc:
+            raise CheckError(f"the probe's run-time signatures are malformed: {exc}") from None
+        # A method mypy reported is not reported again (the check fails either way).
+        said = [f.message for f in static]
+        reported = {n for m in said for n in _QUOTED_NAME.findall(m) + _CALLED_NAME.findall(m)}
+        class_reported = any("BasePlugin subclass" in m for m in said)
+        findings = []
+        for found in compare(interface_of(runtime.kind), runtime):
+            if found.method in reported or (not found.method and class_reported):
+                continue
+            name = shipped_name(found.file, shipped.files)  # else: at the class
+            file, line = (name, found.line) if name else where
+            where_it_is = (shipped.project_path(file), line)
+            findings.append(Finding(RUNTIME_RULE, Severity.HIGH, found.message, *where_it_is))
+        return findings, f"the {runtime.kind} interface's {len(runtime.methods)} methods"
+
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
         return _shipped.cache_inputs(
             context.workdir,
             context.wheel,
             context.checks_dir / "mypy.ini",
             context.checks_dir / "mypy_probe.py.tmpl",
+            context.checks_dir / "metadata_probe.py",
         )
+
+
+def _ask_in_background(context: CheckContext) -> None:
+    """Start the metadata probe (jailed, a second or so) while mypy runs; the run-time
+    comparison then waits for its answer, or for the metadata check asking the same."""
+    probe = context.metadata_probe
+    if probe is not None:
+        threading.Thread(target=_quietly, args=(probe.get,), daemon=True).start()
+
+
+def _quietly(ask: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):  # the Lazy keeps it, to raise again to the check
+        ask()

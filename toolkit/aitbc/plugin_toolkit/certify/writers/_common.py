@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from ..model import CertificationReport, CheckResult, CheckStatus, Finding
 
@@ -92,3 +93,55 @@ def isolation_label(report: CertificationReport) -> str:
     parts += [str(item) for item in found.get("missing") or []]
     level = str(found.get("level", "unknown"))
     return one_line(f"{level} ({'; '.join(parts)})" if parts else level)
+
+
+def verdict(report: CertificationReport) -> str:
+    """``CERTIFIED``, ``NOT CERTIFIED``, or for a partial run (``--only``), which is
+    never a certification, ``PASSED (only: a, b)`` or ``FAILED (only: a, b)``."""
+    if report.only:
+        word = "PASSED" if report.passed else "FAILED"
+        return one_line(f"{word} (only: {', '.join(report.only)})")
+    return "CERTIFIED" if report.certified else "NOT CERTIFIED"
+
+
+PARTIAL = "This is not a certification: only the named checks ran (certify without --only)."
+
+
+def policy_label(report: CertificationReport) -> str | None:
+    """Where the policy in force came from (its file), when the report says."""
+    source = report.plugin.get("policy")
+    return one_line(str(source)) if source else None
+
+
+def notes(check: CheckResult) -> list[str]:
+    """What a check noted without failing for it, one line each: its ``details["notes"]``
+    (a list of strings), findings below the policy's threshold and ones suppressed with
+    a reason (``details["below_threshold"]``, ``["suppressed"]``: finding-like records)
+    and what the plugin did that it declares (the behaviour record's ``notes``)."""
+    details = check.details
+    said = [one_line(n) for n in _list(details.get("notes")) if isinstance(n, str)]
+    for key, why in (("below_threshold", "below the policy's threshold"),
+                     ("suppressed", "suppressed")):  # fmt: skip
+        said += [_record_note(r, why) for r in _list(details.get(key)) if isinstance(r, dict)]
+    behaviour = details.get("behaviour")
+    if isinstance(behaviour, dict):
+        phase = behaviour.get("phase")
+        for note in _list(behaviour.get("notes")):
+            said.append(one_line(f"{phase}: {note}" if phase else str(note)))
+    return said
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _record_note(record: dict[str, Any], why: str) -> str:
+    """``file:line: message [rule, severity s, confidence c] why: reason``."""
+    file, line = record.get("file"), record.get("line")
+    where = f"{file}:{line}" if file and isinstance(line, int) and line >= 1 else file or ""
+    levels = [f"{key} {record[key]}" for key in ("severity", "confidence") if record.get(key)]
+    tag = ", ".join([str(record.get("rule") or "?"), *levels])
+    text = f"{where}: " if where else ""
+    text += f"{record.get('message') or ''} [{tag}] {why}"
+    extra = record.get("reason") or record.get("note")
+    return one_line(f"{text}: {extra}" if extra else text)

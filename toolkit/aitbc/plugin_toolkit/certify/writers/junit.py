@@ -15,7 +15,14 @@ from collections import Counter
 from typing import IO
 
 from ..model import CertificationReport, CheckResult, CheckStatus
-from ._common import allowed_incomplete, location, no_surrogates, plugin_label, seconds
+from ._common import (
+    allowed_incomplete,
+    isolation_label,
+    location,
+    no_surrogates,
+    plugin_label,
+    seconds,
+)
 
 CLASSNAME = "aitbc-plugin.certify"
 # Characters XML 1.0 cannot hold at all, not even as character references.
@@ -44,7 +51,8 @@ class JUnitWriter:
         suite.extend(_testcase(check) for check in report.checks)
         if report.reasons:
             out = ET.SubElement(suite, "system-out")
-            out.text = _xml("Not certified because:\n" + "\n".join(report.reasons) + "\n")
+            heading = "Failed because:" if report.only else "Not certified because:"
+            out.text = _xml(heading + "\n" + "\n".join(report.reasons) + "\n")
         ET.indent(root)
         body = ET.tostring(root, encoding="unicode")
         stream.write('<?xml version="1.0" encoding="UTF-8"?>\n')
@@ -94,8 +102,13 @@ def _findings_text(check: CheckResult) -> str:
 
 
 def _properties(report: CertificationReport) -> list[tuple[str, str]]:
-    pairs = [("certified", str(report.certified).lower())]
-    pairs += [
+    pairs = [("certified", str(report.certified and not report.only).lower())]
+    if report.only:  # a partial run: its verdict, and which checks it covers
+        pairs += [("passed", str(report.passed).lower()), ("only", ",".join(report.only))]
+    if report.isolation:  # how plugin code was contained: what the verdict stands on
+        pairs.append(("isolation", isolation_label(report)))
+        pairs.append(("isolation.level", str(report.isolation.get("level", "unknown"))))
+    pairs += [  # plugin.policy among them: the policy in force
         (f"plugin.{key}", str(value))
         for key, value in report.plugin.items()
         if value is not None and not isinstance(value, (dict, list))

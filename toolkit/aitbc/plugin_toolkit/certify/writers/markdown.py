@@ -1,9 +1,10 @@
 """The report as GitHub-flavoured Markdown, fit for ``$GITHUB_STEP_SUMMARY``.
 
 A heading with the verdict and the plugin, a table of checks, the findings of each check
-that did not pass (``file:line`` and message), the artifacts with their sha256 and the
-reasons.  Every piece of report text is escaped, so a message holding ``|``, ``<``, ``*``
-or a newline shows as written and never breaks the table.
+that did not pass (``file:line`` and message), every check's notes, the artifacts with
+their sha256, the reasons, and the isolation and policy the verdict stands on.  Every
+piece of report text is escaped, so a message holding ``|``, ``<``, ``*`` or a newline
+shows as written and never breaks the table.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from typing import IO
 
 from ..model import CertificationReport, CheckResult, Finding
 from ._common import (
+    PARTIAL,
+    isolation_label,
     location,
+    notes,
     plugin_label,
+    policy_label,
     printable,
     seconds,
     shown_findings,
     status_label,
     toolkit_label,
+    verdict,
 )
 
 # ASCII punctuation Markdown or HTML could read as inline syntax; a backslash makes it
@@ -37,8 +43,8 @@ class MarkdownWriter:
 
 
 def render(report: CertificationReport) -> list[str]:
-    verdict = "Certified" if report.certified else "Not certified"
-    lines = [f"## {verdict}: {text(plugin_label(report))}", ""]
+    lines = [f"## {text(_heading(report))}: {text(plugin_label(report))}", ""]
+    lines += [text(PARTIAL), ""] if report.only else []
     lines += [
         "| Check | Status | Duration | Findings | Summary |",
         "| --- | --- | ---: | ---: | --- |",
@@ -50,6 +56,13 @@ def render(report: CertificationReport) -> list[str]:
         for check in failing:
             lines += ["", f"#### {text(check.id)} ({text(status_label(check))})", ""]
             lines += [_finding_item(finding) for finding in check.findings]
+    noted = [(check, notes(check)) for check in report.checks]
+    if any(said for _, said in noted):
+        lines += ["", "### Notes"]
+        for check, said in noted:
+            if said:
+                lines += ["", f"#### {text(check.id)}", ""]
+                lines += [f"- {text(note)}" for note in said]
     if report.artifacts:
         lines += [
             "",
@@ -63,10 +76,21 @@ def render(report: CertificationReport) -> list[str]:
             for a in report.artifacts
         ]
     if report.reasons:
-        lines += ["", "### Why not certified", ""]
+        lines += ["", "### Why it failed" if report.only else "### Why not certified", ""]
         lines += [f"- {text(reason)}" for reason in report.reasons]
+    stands_on = [f"Isolation: {isolation_label(report)}"] if report.isolation else []
+    stands_on += [f"Policy: {policy_label(report)}"] if policy_label(report) else []
+    if stands_on:
+        lines += ["", "<br>".join(text(line) for line in stands_on)]
     lines += ["", f"<sub>Checked by {text(toolkit_label(report))}</sub>"]
     return lines
+
+
+def _heading(report: CertificationReport) -> str:
+    """The verdict in sentence case: ``Certified``, ``Passed (only: security)``."""
+    said = verdict(report)
+    word, _, rest = said.partition(" (")
+    return word.capitalize() + (f" ({rest}" if rest else "")
 
 
 def _check_row(check: CheckResult) -> str:

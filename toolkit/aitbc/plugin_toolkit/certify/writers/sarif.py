@@ -65,10 +65,15 @@ def sarif_log(report: CertificationReport) -> dict[str, Any]:
         "invocations": [_invocation(report.checks)],
         "results": results,
         "properties": {
-            "certified": report.certified,
+            "certified": report.certified and not report.only,
+            "passed": report.passed,
+            "only": [_text(check_id) for check_id in report.only],
             "plugin": {"name": name, "version": _text(str(report.plugin.get("version", "")))},
             "checks": {_text(c.id): c.status.value for c in report.checks},
             "reasons": [_text(reason) for reason in report.reasons],
+            # What the verdict stands on: how plugin code was contained, under which policy.
+            "isolation": _plain(report.isolation),
+            "policy": _text(str(report.plugin.get("policy") or "")),
         },
     }
     return {"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}
@@ -151,3 +156,12 @@ def _invocation(checks: tuple[CheckResult, ...]) -> dict[str, Any]:
 def _text(text: str) -> str:
     """SARIF is read as UTF-8 JSON: no lone surrogates."""
     return no_surrogates(text)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` (report data) with every string fit for SARIF."""
+    if isinstance(value, dict):
+        return {_text(str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return _text(value) if isinstance(value, str) else value

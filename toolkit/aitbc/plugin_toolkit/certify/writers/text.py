@@ -1,7 +1,8 @@
 """The report for people in a terminal or a CI log: plain text, no colour codes.
 
 Verdict first, then one line per check, then what a person must act on: the findings of
-every check that did not pass, the artifacts and the reasons.
+every check that did not pass (and the notes of every check), the artifacts, the reasons,
+and what the verdict stands on: the toolkit, the isolation and the policy.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from typing import IO
 
 from ..model import CertificationReport, CheckResult, Finding
 from ._common import (
+    PARTIAL,
     isolation_label,
     location,
+    notes,
     one_line,
     plugin_label,
+    policy_label,
     printable,
     seconds,
     shown_findings,
     status_label,
     toolkit_label,
+    verdict,
 )
 
 
@@ -30,13 +35,16 @@ class TextWriter:
 
 
 def render(report: CertificationReport) -> list[str]:
-    verdict = "CERTIFIED" if report.certified else "NOT CERTIFIED"
-    lines = [f"{verdict}: {plugin_label(report)}", ""]
+    lines = [f"{verdict(report)}: {plugin_label(report)}"]
+    lines += [PARTIAL, ""] if report.only else [""]
     lines += _check_lines(report.checks)
     for check in report.checks:
-        if shown_findings(check):
+        noted = notes(check)
+        if shown_findings(check) or noted:
             lines += ["", f"{one_line(check.id)}: {status_label(check)}"]
+        if shown_findings(check):
             lines += [line for finding in check.findings for line in _finding_lines(finding)]
+        lines += [f"    note: {note}" for note in noted]
     if report.artifacts:
         lines += ["", "Artifacts:"]
         lines += [
@@ -44,11 +52,13 @@ def render(report: CertificationReport) -> list[str]:
             for a in report.artifacts
         ]
     if report.reasons:
-        lines += ["", "Not certified because:"]
+        lines += ["", "Failed because:" if report.only else "Not certified because:"]
         lines += [f"  - {one_line(reason)}" for reason in report.reasons]
     lines += ["", f"Checked by {toolkit_label(report)}"]
     if report.isolation:
         lines.append(f"Isolation: {isolation_label(report)}")
+    if policy_label(report):
+        lines.append(f"Policy: {policy_label(report)}")
     if report.toolkit.get("cache"):
         lines.append(f"Cache: {one_line(str(report.toolkit['cache']))}")
     return lines
