@@ -58,6 +58,7 @@ EXPECTED = {
     "lifecycle-state-excepthook": ("lifecycle.state", "def _quiet_excepthook("),
     "lifecycle-state-sdk-patch": ("lifecycle.state", "async def _spy_publish("),
     "lifecycle-state-socket": ("lifecycle.state", "def _spy_connect("),
+    "lifecycle-foreign-status": ("lifecycle.status", "self.status = PluginStatus.ACTIVE"),
 }
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aitbc.plugins.sandbox.jail import isolation, run_observed
+from aitbc.plugins.sandbox.jail import interpreter_paths, isolation, run_observed
 from aitbc.plugins.sandbox.strace_log import decode, parse, split_args
 from aitbc.plugins.sandbox.trace import Action, read_behaviour
 from hypothesis import given, settings
@@ -103,6 +103,8 @@ def test_padded_pids_are_read() -> None:
     assert [pid for pid, _ in parse(["975   +++ exited with 0 +++"])] == [975]
 
 
+#: This Python, visible in the jail wherever it lives (a venv under /tmp is hidden else).
+PYTHON = interpreter_paths(Path(sys.executable))
 jail_only = pytest.mark.skipif(not isolation().traced, reason="needs bubblewrap and strace")
 HOSTILE = r"""
 import os, socket, subprocess, time
@@ -132,7 +134,8 @@ def test_a_real_step_is_seen_from_outside(tmp_path: Path) -> None:
     scratch.mkdir()
     code = HOSTILE.format(home=Path.home())
     observed = run_observed([sys.executable, "-c", code], scratch=scratch, cwd=scratch,
-                            timeout=30, expected_programs=[sys.executable])  # fmt: skip
+                            timeout=30, expected_programs=[sys.executable],
+                            readable=PYTHON)  # fmt: skip
     assert observed.behaviour is not None and observed.behaviour.complete
     shown = [a.describe() for a in observed.behaviour.actions]
     assert "tried to write /etc/planted (EROFS)" in shown
@@ -148,6 +151,6 @@ def test_a_real_step_is_seen_from_outside(tmp_path: Path) -> None:
 @jail_only
 def test_a_quiet_step_did_nothing(tmp_path: Path) -> None:
     observed = run_observed([sys.executable, "-c", "import json, asyncio"], scratch=tmp_path,
-                            cwd=tmp_path, timeout=30,
-                            expected_programs=[sys.executable])  # fmt: skip
+                            cwd=tmp_path, timeout=30, expected_programs=[sys.executable],
+                            readable=PYTHON)  # fmt: skip
     assert observed.behaviour is not None and observed.behaviour.actions == ()

@@ -248,3 +248,31 @@ def test_abstract_methods_must_be_implemented(ctx: Any) -> None:
 
     with pytest.raises(TypeError, match="abstract"):
         Incomplete(ctx)  # type: ignore[abstract]
+
+
+def test_a_look_alike_status_enum_is_named_for_what_it_is(ctx: Any) -> None:
+    """The upstream starter kit's own PluginStatus enum: the error says so, and it is
+    kept on the plugin (where certification finds it) even when the plugin swallows it."""
+    import enum
+
+    class PluginStatus(enum.Enum):
+        ACTIVE = "active"
+
+    class SwallowsIt(Good):
+        async def start(self) -> bool:
+            try:
+                self.status = PluginStatus.ACTIVE  # type: ignore[assignment]
+            except TypeError:
+                return False
+            return True
+
+    plugin = SwallowsIt(ctx)
+    run(plugin.initialize())
+    assert run(plugin.start()) is False
+    reason, file, line = plugin.__dict__["_status_misuse"]
+    assert reason == (
+        f"{__name__}.PluginStatus is not aitbc.plugins.PluginStatus: import it from aitbc.plugins"
+    )
+    assert file == __file__ and line > 0
+    with pytest.raises(TypeError, match="status must be a PluginStatus, not str"):
+        plugin.status = "active"  # type: ignore[assignment]

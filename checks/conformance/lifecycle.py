@@ -99,7 +99,17 @@ async def construct(session: Session) -> None:
     session.values["plugin"] = plugin
 
 
+def _misused_status(session: Session, plugin: Any) -> None:
+    """The real reason when the plugin set a status that is not the SDK's (a look-alike
+    enum of its own), even if its code swallowed the error and returned False."""
+    misuse = plugin.__dict__.pop("_status_misuse", None)
+    if isinstance(misuse, tuple) and len(misuse) == 3:
+        reason, file, line = misuse
+        session.fail("status", str(reason), file=str(file), line=int(line))
+
+
 def _expect_status(session: Session, plugin: Any, expected: PluginStatus, after: str) -> None:
+    _misused_status(session, plugin)
     status = plugin.status
     if status is not expected:
         shown = getattr(status, "value", status)
@@ -112,6 +122,7 @@ def lifecycle_step(method: str, expected: PluginStatus) -> Step:
     async def step(session: Session) -> None:
         plugin = session.values["plugin"]
         result = await getattr(plugin, method)()
+        _misused_status(session, plugin)
         if result is not True:
             session.fail("returned-false", f"returned {result!r}, expected True")
         _expect_status(session, plugin, expected, method)

@@ -90,6 +90,14 @@ def _wrap_step(step: str, method: StepMethod) -> StepMethod:
     return run_step
 
 
+def _foreign_status(value: object) -> str:
+    kind = type(value)
+    if kind.__name__ == "PluginStatus":  # a look-alike enum of the plugin's own
+        return (f"{kind.__module__}.PluginStatus is not aitbc.plugins.PluginStatus: "
+                "import it from aitbc.plugins")  # fmt: skip
+    return f"status must be a PluginStatus, not {kind.__name__}"
+
+
 class BasePlugin(ABC):
     """Base interface that all plugins must implement"""
 
@@ -124,7 +132,12 @@ class BasePlugin(ABC):
     @status.setter
     def status(self, new: PluginStatus) -> None:
         if not isinstance(new, PluginStatus):
-            raise TypeError(f"status must be a PluginStatus, not {type(new).__name__}")
+            reason = _foreign_status(new)
+            # Kept where a host (or certification) finds it even when the plugin's own
+            # code swallows the error and just returns False (the starter kit does).
+            caller = sys._getframe(1)
+            self.__dict__["_status_misuse"] = (reason, caller.f_code.co_filename, caller.f_lineno)
+            raise TypeError(reason)
         current = self.__dict__.get("_status")
         if current is None:
             if new is not PluginStatus.UNLOADED:
