@@ -154,3 +154,16 @@ def test_a_quiet_step_did_nothing(tmp_path: Path) -> None:
                             cwd=tmp_path, timeout=30, expected_programs=[sys.executable],
                             readable=PYTHON)  # fmt: skip
     assert observed.behaviour is not None and observed.behaviour.actions == ()
+
+
+def test_a_unix_socket_is_named_and_only_bare_network_allows_it() -> None:
+    from aitbc.plugins.permissions import Permissions
+
+    (action,) = behaviour_of(
+        f'{MAIN} connect(3, {{sa_family=AF_UNIX, sun_path="{hexed("/run/docker.sock")}"}}, 110)'
+        " = -1 ENOENT (No such file or directory)"
+    )
+    assert action.describe() == "tried to connect to unix:/run/docker.sock (ENOENT)"
+    assert (action.subject, action.port) == ("/run/docker.sock", None)
+    assert not Permissions.parse(["network:*:*"]).allows_connect(action.subject, action.port)
+    assert Permissions.parse(["network"]).allows_connect(action.subject, action.port)

@@ -129,7 +129,8 @@ _PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
 
 
 def socket_address(arg: str) -> tuple[str, int | None] | None:
-    """``(host, port)``, or ``("unix:<path>", None)``, from a sockaddr struct."""
+    """``(host, port)``, or ``(<path> or @<name>, None)`` for a unix socket, from a
+    sockaddr struct."""
     family = _FAMILY.search(arg)
     if family is None:
         return None
@@ -142,5 +143,5 @@ def socket_address(arg: str) -> tuple[str, int | None] | None:
         abstract = "sun_path=@" in arg
         if not abstract and path in _GLIBC_SOCKETS:
             return None
-        return f"unix:{'@' if abstract else ''}{path}", None
+        return f"{'@' if abstract else ''}{path}", None
     return None  # netlink and the like: the jail's own plumbing, not a connection

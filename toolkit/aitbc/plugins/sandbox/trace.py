@@ -51,8 +51,8 @@ class Action:
     kind: ActionKind
     target: str  # "127.0.0.1:9", "/usr/bin/git", "/home/me/.ssh/x", "sleep 60"
     outcome: str = "ok"  # or the error the kernel answered: "EROFS", "ENETUNREACH"
-    # What a declared permission is matched against: the host ("127.0.0.1", "::1",
-    # "unix:/path"), the program's or the file's path.
+    # What a declared permission is matched against: the host ("127.0.0.1", "::1", a
+    # unix socket's path or @name), the program's or the file's path.
     subject: str = ""
     port: int | None = None
 
@@ -222,8 +222,10 @@ class _Reader:
         found = socket_address(sockaddr)
         if found is not None:
             host, port = found
-            shown = f"[{host}]:{port}" if ":" in host and port is not None else host
-            shown = f"{shown}:{port}" if port is not None and ":" not in host else shown
+            if port is None:
+                shown = f"unix:{host}"
+            else:
+                shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             self.add(Action("network", shown, outcome, host, port))
 
     def _opened(self, process: _Process, call: Call) -> None:
