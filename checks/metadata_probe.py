@@ -19,6 +19,7 @@ compares that with the SDK's signatures.  Never imported into the toolkit's own 
 import inspect
 import json
 import logging
+import os
 import sys
 import tempfile
 import traceback
@@ -155,8 +156,6 @@ def _parameters(func: object) -> "list[dict] | None":
 
 
 def run() -> int:
-    import os
-
     out, write = os.dup(1), os.write  # before any code of the plugin runs
     answer = json.dumps(main(sys.argv[1], sys.argv[2:]), default=str)
     nonce = os.read(0, 64).decode("ascii", "replace").strip()

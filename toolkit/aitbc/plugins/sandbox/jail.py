@@ -33,11 +33,12 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .leaks import within
 from .trace import Behaviour, read_behaviour, strace, tracer_prefix
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class Jail:
         # Outer paths first, so an inner bind is never covered by an outer one; what lies
         # inside the scratch folder is writable with it.
         for path in sorted({_real(p) for p in (*self.readable, cwd)}, key=len):
-            if not self._in_scratch(path) and Path(path).exists():
+            if not within(path, list(self._scratch_forms())) and Path(path).exists():
                 args += ["--ro-bind", path, path]
         args += ["--bind", scratch, INNER_SCRATCH, "--clearenv"]
         for key, value in env.items():
@@ -180,10 +181,6 @@ class Jail:
         tracer = tracer_prefix(str(trace_log)) if trace_log is not None else []
         inner_argv = [self.inside(arg) for arg in argv]
         return [*tracer, *args, "--chdir", self.inside(str(cwd)), "--", *inner_argv]
-
-    def _in_scratch(self, path: str) -> bool:
-        return any(path == root or path.startswith(root.rstrip("/") + "/")
-                   for root in self._scratch_forms())  # fmt: skip
 
     def _scratch_forms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((_real(self.scratch), str(self.scratch))))
@@ -231,35 +228,23 @@ def run_observed(
     ``expected_programs``: what the step runs itself (not the plugin's doing)."""
     from ..process import run
 
-    found = isolation()
-    if not found.jailed:
+    if not isolation().jailed:
         return Observed(run(argv, cwd=cwd, timeout=timeout, env=env, input=input), None)
-    with tempfile.TemporaryDirectory(prefix="aitbc-trace-") as private:
-        # The log lives where the jail shows an empty folder: nothing inside can read it.
-        jail = Jail(scratch, readable=tuple(readable), hidden=(*_default_hidden(), Path(private)))
-        log = Path(private, "strace.log") if found.traced else None
+    with watched_jail(scratch, readable) as (jail, log):
         command = jail.command(argv, jail.environment(env), cwd, log)
         done = run(command, cwd=cwd, timeout=timeout, input=input)
         behaviour = jail.behaviour(log, cwd, expected_programs) if log is not None else None
     return Observed(done, behaviour)
 
 
-def run_jailed(
-    argv: list[str],
-    *,
-    scratch: Path,
-    cwd: Path,
-    timeout: float,
-    env: Mapping[str, str] | None = None,
-    readable: Iterable[Path] = (),
-) -> Completed:
-    """:func:`run_observed`, for a step whose behaviour nobody asks about."""
-    from ..process import run
-
-    if not isolation().jailed:
-        return run(argv, cwd=cwd, timeout=timeout, env=env)
-    jail = Jail(scratch, readable=tuple(readable))
-    return run(jail.command(argv, jail.environment(env), cwd), cwd=cwd, timeout=timeout)
+@contextlib.contextmanager
+def watched_jail(scratch: Path, readable: Iterable[Path]) -> Iterator[tuple[Jail, Path | None]]:
+    """A jail for ``scratch`` and where strace is to write its log (None where strace
+    cannot follow a jail here).  The log lives in a private folder the jail shows
+    empty: nothing inside can read it."""
+    with tempfile.TemporaryDirectory(prefix="aitbc-trace-") as private:
+        jail = Jail(scratch, readable=tuple(readable), hidden=(*_default_hidden(), Path(private)))
+        yield jail, Path(private, "strace.log") if isolation().traced else None
 
 
 def interpreter_paths(python: Path) -> tuple[Path, ...]:

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from ..process import spawn
 from .diagnosis import WorkerLog, blocked_at, cause
-from .jail import Jail, host_pid, interpreter_paths, isolation, signal_of
+from .jail import Jail, host_pid, interpreter_paths, signal_of, watched_jail
 from .observe import ProcessView, outside_problems, view
 from .protocol import (
     MAX_LINE_BYTES,
@@ -70,10 +70,8 @@ def run_conformance(
         log = stack.enter_context(tempfile.TemporaryFile(prefix="aitbc-sbx-log-"))
         run = _Supervision(Path(python), module, dict(params or {}), limits or Limits(), log)
         if isolate:
-            private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aitbc-trace-")))
-            run.jail = Jail(workdir, readable=(*interpreter_paths(Path(python)), module, *readable),
-                            hidden=(*Jail(workdir).hidden, private))  # fmt: skip
-            run.trace_log = private / "strace.log" if isolation().traced else None
+            paths = (*interpreter_paths(Path(python)), module, *readable)
+            run.jail, run.trace_log = stack.enter_context(watched_jail(workdir, paths))
         return run.run(dict(env or {}), workdir)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .leaks import within
 from .strace_log import Call, fd_path, parse, socket_address, string_arg, string_args
 
 ActionKind = Literal["network", "program", "write", "process"]
@@ -257,7 +258,7 @@ class _Reader:
     def _wrote(self, path: str, call: Call) -> None:
         if not path.startswith("/"):  # a pipe or socket the descriptor turned out to be
             return
-        if _inside(path, self.scratch) or _inside(path, _PRIVATE_WRITABLE):
+        if within(path, list(self.scratch)) or within(path, list(_PRIVATE_WRITABLE)):
             return
         self.add(Action("write", path, "ok" if call.errno is None else call.errno, path))
 
@@ -278,10 +279,6 @@ def _shown(program: str, args: list[str]) -> str:
 
 def _join(base: str, path: str) -> str:
     return posixpath.normpath(path if path.startswith("/") else posixpath.join(base, path))
-
-
-def _inside(path: str, roots: Iterable[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def read_behaviour(
