@@ -29,6 +29,11 @@ class Case:
     replace: tuple[dict[str, str], ...] = field(default_factory=tuple)
     #: Misbehave only under the lifecycle check: plugin.py gets `under_lifecycle_check()`.
     lifecycle_guard: bool = False
+    #: The check every collateral one must say it is "blocked by" (the root cause, once).
+    blocked_by: str | None = None
+    #: More the target check must say, and where its first finding must be (file:line).
+    also: tuple[str, ...] = ()
+    at: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -45,6 +50,8 @@ def load_cases() -> list[Case]:
             collateral=tuple(data.get("collateral", ())), delete=tuple(data.get("delete", ())),
             replace=tuple(data.get("replace", ())),
             lifecycle_guard=bool(data.get("lifecycle_guard", False)),
+            blocked_by=data.get("blocked_by"), also=tuple(data.get("also", ())),
+            at=data.get("at"),
         ))  # fmt: skip
     return cases
 

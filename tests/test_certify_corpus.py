@@ -37,7 +37,15 @@ def test_bad_plugin_fails_only_its_check(case: Case, tmp_path: Path, fast_policy
     assert target["status"] == case.status, target
     said = " ".join([target["summary"], *(f["message"] for f in target["findings"])])
     assert case.reason in said, said
+    assert all(part in said for part in case.also), said
+    if case.at is not None:
+        where = [f"{f['file']}:{f['line']}" for f in target["findings"]]
+        assert case.at in where, where
     assert any(case.fails in reason for reason in report["reasons"])
+    if case.blocked_by is not None:  # the root cause named once, at its check
+        for cid in case.collateral:
+            assert checks[cid]["summary"].startswith(f"blocked by {case.blocked_by}: "), checks[cid]
+            assert checks[cid]["findings"] == [], checks[cid]
     others = {cid: c["status"] for cid, c in checks.items()
               if cid != case.fails and cid not in case.collateral}  # fmt: skip
     assert set(others.values()) <= {CheckStatus.PASSED.value}, others

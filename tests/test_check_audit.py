@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 ADVISORY_DB = REPO.parent / "shared" / "advisory-db"
-CASES = [c for c in load_cases() if c.fails == "audit"]
+CASES = [c for c in load_cases() if c.name == "audit-vulnerable-dependency"]
 pytestmark = pytest.mark.integration
 
 
@@ -75,7 +75,7 @@ def _context(
     if tool_timeout_s is not None:
         policy = dataclasses.replace(policy, tool_timeout_s=tool_timeout_s)
     scratch = tmp_path / "scratch"
-    scratch.mkdir(exist_ok=True)
+    scratch.mkdir(parents=True, exist_ok=True)
     return CheckContext(
         project=built.project, workdir=built.project, scratch=scratch, policy=policy,
         wheel=built.wheel, plugin=built.plugin, checks_dir=REPO / "checks",
@@ -167,7 +167,7 @@ def test_vulnerable_dependency_is_named_with_aliases_fix_and_location(
     assert finding.severity is Severity.HIGH  # CVSS:3.1 .../A:H = 7.5
     for part in ("idna 3.6", "PYSEC-2024-60", "CVE-2024-3651", "fixed in 3.7"):
         assert part in finding.message
-    assert (finding.file, finding.line) == ("requirements.txt", 4)
+    assert (finding.file, finding.line) == ("pyproject.toml", 21)  # what the wheel ships
     assert outcome.details["excluded"]["aitbc-plugins"].startswith("the AITBC SDK")
     assert "pyyaml" in {n.lower() for n in outcome.details["excluded"]}
     assert outcome.details["requirements"] == ["idna==3.6"]
@@ -281,10 +281,21 @@ def test_database_without_records_is_an_error(
     assert outcome.summary == f"no OSV records in {db}"
 
 
-def test_no_plugin_environment_is_an_error(fixed: Built, tmp_path: Path) -> None:
-    context = _context(fixed, tmp_path, vuln_db=ADVISORY_DB)
-    context = dataclasses.replace(context, plugin_environment=None)
-    assert run_one(AuditCheck(), context).status is CheckStatus.ERROR
+def test_without_an_environment_the_declared_pins_are_audited_never_passed(
+    fixed: Built, vulnerable: Built, tmp_path: Path
+) -> None:
+    """What the pinned versions require is unknown: incomplete, not passed; a pinned
+    version's own advisories are still reported."""
+    context = _context(fixed, tmp_path / "fixed", vuln_db=ADVISORY_DB)
+    outcome = run_one(AuditCheck(), dataclasses.replace(context, plugin_environment=None))
+    assert outcome.status is CheckStatus.INCOMPLETE, outcome.summary
+    assert outcome.details["audited"] == ["idna==3.7"]
+    assert "what it requires is unknown: no plugin environment" in outcome.summary
+    assert any("could not be made" in note for note in outcome.details["notes"])
+    context = _context(vulnerable, tmp_path / "vulnerable", vuln_db=ADVISORY_DB)
+    outcome = run_one(AuditCheck(), dataclasses.replace(context, plugin_environment=None))
+    assert outcome.status is CheckStatus.FAILED
+    assert [f.rule for f in outcome.findings] == ["audit.PYSEC-2024-60"]
 
 
 # -- cache inputs, the server itself -------------------------------------------------
@@ -447,3 +458,110 @@ def test_unreadable_files_raise_only_the_documented_error(text: str, suffix: str
         path.write_text(text, encoding="utf-8")
         with contextlib.suppress(OsvRecordError):
             parse_record(load_record_file(path))
+
+
+# -- the declared set: both files, alike, from an index ------------------------------
+def _edited(built: Built, tmp_path: Path, requirements: str) -> Built:
+    """``built`` with another requirements.txt beside the same wheel."""
+    import shutil
+
+    project = tmp_path / built.project.name
+    shutil.copytree(built.project, project)
+    (project / "requirements.txt").write_text(requirements)
+    return dataclasses.replace(built, project=project)
+
+
+def test_requirements_txt_and_the_wheel_must_agree_and_name_both_lines(
+    fixed: Built, tmp_path: Path
+) -> None:
+    edited = _edited(fixed, tmp_path, "aitbc-plugins>=1.0.0\nidna>=3.7\npsutil>=5\n")
+    outcome = run_one(AuditCheck(), _context(edited, tmp_path, vuln_db=ADVISORY_DB))
+    assert outcome.status is CheckStatus.FAILED
+    said = {(f.rule, f.file, f.line, f.message) for f in outcome.findings}
+    assert ("audit.declared-mismatch", "requirements.txt", 2,
+            "requirements.txt:2 says 'idna>=3.7' but pyproject.toml:21 (the wheel) says "
+            "'idna==3.7'") in said  # fmt: skip
+    listed = "lists 'psutil>=5', which the wheel does not require"
+    assert any(rule == "audit.declared-mismatch" and line == 3 and listed in message
+               for rule, _, line, message in said)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "foo @ https://example.invalid/foo-1.0-py3-none-any.whl",
+        "git+https://example.invalid/foo.git#egg=foo",
+        "./vendored/foo",
+        "-e ./vendored/foo",
+    ],
+)
+def test_direct_urls_and_local_paths_are_refused(fixed: Built, tmp_path: Path, line: str) -> None:
+    edited = _edited(fixed, tmp_path, f"aitbc-plugins>=1.0.0\nidna==3.7\n{line}\n")
+    outcome = run_one(AuditCheck(), _context(edited, tmp_path, vuln_db=ADVISORY_DB))
+    (finding,) = [f for f in outcome.findings if f.rule == "audit.direct-reference"]
+    assert (finding.file, finding.line) == ("requirements.txt", 3)
+    assert "is a direct URL or local path: PyPI refuses these" in finding.message
+    assert outcome.status is CheckStatus.FAILED
+
+
+def test_installer_options_and_unreadable_lines_are_findings(fixed: Built, tmp_path: Path) -> None:
+    text = "aitbc-plugins>=1.0.0\nidna==3.7\n--index-url https://evil.example/simple\nidna ((\n"
+    outcome = run_one(AuditCheck(), _context(_edited(fixed, tmp_path, text), tmp_path,
+                                             vuln_db=ADVISORY_DB))  # fmt: skip
+    rules = {(f.rule, f.line) for f in outcome.findings}
+    assert {("audit.requirements-option", 3), ("audit.unreadable-requirement", 4)} <= rules
+
+
+def test_included_requirement_files_are_read_inside_the_project_only(
+    fixed: Built, tmp_path: Path
+) -> None:
+    edited = _edited(fixed, tmp_path, "-r base.txt\n-r /etc/hostname\n")
+    (edited.project / "base.txt").write_text("aitbc-plugins>=1.0.0\nidna==3.7\n")
+    outcome = run_one(AuditCheck(), _context(edited, tmp_path, vuln_db=ADVISORY_DB))
+    assert [(f.rule, f.line) for f in outcome.findings] == [("audit.requirements-option", 2)]
+    assert "-r /etc/hostname: not a file of the project" in outcome.findings[0].message
+
+
+@pytest.fixture(scope="module")
+def ranged(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Built:
+    """A plugin requiring urllib3>=1.0: the newest release installs, older ones are admitted."""
+    where = tmp_path_factory.mktemp("ranged")
+    project = make_project("audit-ranged", "base", where / "src")
+    for name, old, new in (
+        ("requirements.txt", "aitbc-plugins>=1.0.0", "aitbc-plugins>=1.0.0\nurllib3>=1.0"),
+        ("pyproject.toml", '"aitbc-plugins>=1.0.0",',
+         '"aitbc-plugins>=1.0.0",\n    "urllib3>=1.0",'),
+    ):  # fmt: skip
+        path = project / name
+        path.write_text(path.read_text().replace(old, new))
+    return _build(project, sdk_wheel, where)
+
+
+def test_a_range_that_admits_vulnerable_releases_names_the_fixing_lower_bound(
+    ranged: Built, tmp_path: Path
+) -> None:
+    outcome = run_one(AuditCheck(), _context(ranged, tmp_path, vuln_db=ADVISORY_DB))
+    assert outcome.status is CheckStatus.FAILED, outcome.summary
+    (finding,) = [f for f in outcome.findings if f.rule == "audit.range"]
+    assert (finding.file, finding.line) == ("pyproject.toml", 21)
+    assert finding.message.startswith("'urllib3>=1.0' admits releases with known vulnerabilities")
+    assert "PYSEC-2018-32" in finding.message
+    bound = finding.message.rsplit("raise the lower bound to >=", 1)[1]
+    index = load_index(ADVISORY_DB)
+    assert index.query("urllib3", bound) == []  # the advised bound is itself clean
+    assert [f for f in outcome.findings if f.rule != "audit.range"] == []  # newest is clean
+
+
+def test_the_policy_can_make_range_findings_warnings(ranged: Built, tmp_path: Path) -> None:
+    from aitbc.plugin_toolkit.certify.writers._common import notes
+
+    context = _context(ranged, tmp_path, vuln_db=ADVISORY_DB)
+    context = dataclasses.replace(
+        context, policy=dataclasses.replace(context.policy, audit_ranges="warn")
+    )
+    outcome = run_one(AuditCheck(), context)
+    assert outcome.status is CheckStatus.PASSED, outcome.summary
+    (warned,) = outcome.details["warnings"]
+    assert warned["rule"] == "audit.range"
+    assert any("'urllib3>=1.0' admits" in n and "a warning by the policy" in n
+               for n in notes(outcome))  # fmt: skip

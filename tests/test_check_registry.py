@@ -164,3 +164,22 @@ def test_the_readme_table_lists_every_check_with_its_title() -> None:
     table = [tuple(cell.strip() for cell in row.strip("|").split("|")) for row in rows]
     checks = [(f"`{info.id}`", info.title) for info in every_info()]
     assert [row for row in table if row[0] in {c[0] for c in checks}] == checks
+
+
+def test_checks_readme_names_every_rule_id_the_checks_emit() -> None:
+    """Every rule id written in the checks' code (a literal "audit.range", not a family
+    such as f"interface.{code}", which the sections name as `interface.<mypy code>`)."""
+    import re
+
+    ids = "|".join(info.id for info in every_info())
+    literal = re.compile(rf"""["']((?:{ids})\.[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)*)["']""")
+    code = REPO / "toolkit" / "aitbc" / "plugin_toolkit" / "certify"
+    emitted = {
+        rule
+        for path in [*code.rglob("*.py"), *(REPO / "toolkit/aitbc/plugins/sandbox").glob("*.py")]
+        for rule in literal.findall(path.read_text(encoding="utf-8"))
+        if not rule.endswith(".py")
+    }
+    assert len(emitted) > 40, emitted
+    documented = README.read_text(encoding="utf-8")
+    assert sorted(r for r in emitted if f"`{r}`" not in documented) == []

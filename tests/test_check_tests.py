@@ -223,17 +223,19 @@ def test_legitimate_outcomes_are_reported_as_they_ran(built: Built, tmp_path: Pa
     assert outcome.status is CheckStatus.FAILED, outcome
     assert {f.rule for f in outcome.findings} == {"tests.failed"}, outcome.findings
     lines = textwrap.dedent(files["tests/test_outcomes.py"]).splitlines()
-    names = ("def test_teardown_fails(bad_teardown):", "def test_fails():",
-             "    def test_fails(self):")  # fmt: skip
+    names = ("def test_teardown_fails(bad_teardown):",)
     at = {name: lines.index(name) + 1 for name in names}
+    # A failure points at the line that failed in the test's own file, not its def.
+    at["assert"] = lines.index("    assert 1 + 1 == 3") + 1
+    at["assertEqual"] = len(lines) - lines[::-1].index("        self.assertEqual(1, 2)")
     assert [(f.message, f.file, f.line) for f in outcome.findings] == [
         ('tests.test_outcomes::test_teardown_fails: failed on teardown with '
          '"RuntimeError: teardown broke"', "tests/test_outcomes.py",
          at["def test_teardown_fails(bad_teardown):"]),
         ("tests.test_outcomes::test_fails: assert (1 + 1) == 3", "tests/test_outcomes.py",
-         at["def test_fails():"]),
+         at["assert"]),
         ("tests.test_outcomes.TestUnit::test_fails: AssertionError: 1 != 2",
-         "tests/test_outcomes.py", at["    def test_fails(self):"]),
+         "tests/test_outcomes.py", at["assertEqual"]),
     ]  # fmt: skip
     assert outcome.details["tests"] == 7 + 11
 

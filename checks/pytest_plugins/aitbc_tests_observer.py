@@ -191,6 +191,18 @@ def _where(tb: types.TracebackType | None) -> list[Any] | None:
     return found
 
 
+def _line_in_test(tb: types.TracebackType | None, item: pytest.Item) -> int | None:
+    """The line of the test's own file the exception last passed: its failing assert
+    (or the call into the plugin that raised), not the ``def`` line JUnit gives."""
+    own = str(Path(str(item.path)).resolve())
+    line = None
+    while tb is not None:
+        if str(Path(tb.tb_frame.f_code.co_filename).resolve()) == own:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
 def _phase(item: pytest.Item, when: str, exc: BaseException | None) -> None:
     if exc is None and when == "call":
         # unittest.TestCase items keep the failure on the item instead of raising it.
@@ -201,6 +213,7 @@ def _phase(item: pytest.Item, when: str, exc: BaseException | None) -> None:
     if exc is not None:
         fields["message"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         fields["where"] = _where(exc.__traceback__)
+        fields["line"] = _line_in_test(exc.__traceback__, item)
     _write("phase", id=item.nodeid, junit=_junit_key(item.nodeid), when=when, **fields)
 
 

@@ -70,8 +70,12 @@ class Causes:
             try:
                 return compute()
             except Exception as exc:
+                # An error may name the check it belongs to (``owner``): the SDK conflict
+                # that makes the environment impossible is the audit's finding.
+                owner = getattr(exc, "owner", None)
+                cause = Cause(owner, str(exc)) if isinstance(owner, str) else Cause()
                 with self._lock:  # the object is kept, so its id is not reused
-                    self._errors[id(exc)] = (exc, Cause())
+                    self._errors[id(exc)] = (exc, cause)
                 raise
 
         return noting
@@ -97,9 +101,15 @@ def name_once(ran: Sequence[tuple[CheckResult, Cause | None]]) -> list[CheckResu
         if cause is not None and result.status is CheckStatus.ERROR:
             stopped.setdefault(cause, []).append(index)
     results = [result for result, _ in ran]
+    every = [result.id for result in results]
     for cause, indexes in stopped.items():
         ids = [results[i].id for i in indexes]
-        owner = indexes[ids.index(cause.owner)] if cause.owner in ids else indexes[0]
+        if cause.owner in ids:
+            owner = indexes[ids.index(cause.owner)]
+        elif cause.owner in every and cause.text is not None:
+            owner = every.index(cause.owner)  # it judged the cause itself, and said it
+        else:
+            owner = indexes[0]
         said = results[owner]
         text = brief(cause.text if cause.text is not None else said.summary)
         others = [i for i in indexes if i != owner]
@@ -108,7 +118,10 @@ def name_once(ran: Sequence[tuple[CheckResult, Cause | None]]) -> list[CheckResu
         )
         # The owner keeps the whole message in its finding; its summary (the reasons,
         # JUnit's message, SARIF's notification) says it briefly.
-        results[owner] = replace(said, summary=brief(said.summary), details=details)
+        if owner in indexes:
+            results[owner] = replace(said, summary=brief(said.summary), details=details)
+        else:
+            results[owner] = replace(said, details=details)
         for i in others:
             results[i] = CheckResult(
                 results[i].id,

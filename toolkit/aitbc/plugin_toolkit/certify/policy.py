@@ -18,6 +18,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 LEVELS = ("low", "medium", "high")
+#: What ``[audit] ranges`` may say of a requirement that admits vulnerable releases.
+AUDIT_RANGES = ("fail", "warn")
 #: What ``[isolation] require`` may say: "partial" certifies wherever it runs (saying
 #: what was missing); "full" certifies only a run in the jail, watched from outside.
 ISOLATION_LEVELS = ("partial", "full")
@@ -47,6 +49,7 @@ class Policy:
     build: BuildLimits = field(default_factory=BuildLimits)
     test_timeout_s: float = 60.0  # [tests]: any one of the plugin's tests
     min_coverage: float = 60.0  # [tests]: % of the shipped code's lines the tests must run
+    audit_ranges: str = "fail"  # [audit] ranges: one of AUDIT_RANGES
 
     def fingerprint(self) -> str:
         return repr(sorted((k, v) for k, v in self.__dict__.items() if k != "source"))
@@ -64,7 +67,7 @@ def _read(path: Path) -> dict[str, Any]:
 _SHAPE: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"required": list},
     "security": {"severity": str, "confidence": str, "nosec_needs_reason": bool},
-    "audit": {"allow_incomplete": bool},
+    "audit": {"allow_incomplete": bool, "ranges": str},
     "lifecycle": {
         "step_timeout_s": (int, float),
         "total_timeout_s": (int, float),
@@ -139,6 +142,9 @@ def load_policy(
         raise ToolkitError(f"policy {where}: lifecycle.{key} must be positive") from None
     if data["limits"]["tool_timeout_s"] <= 0:
         raise ToolkitError(f"policy {where}: limits.tool_timeout_s must be positive")
+    audit_ranges = data["audit"].get("ranges", "fail")
+    if audit_ranges not in AUDIT_RANGES:
+        raise ToolkitError(f"policy {where}: audit.ranges must be one of {AUDIT_RANGES}")
     require_isolation = data.get("isolation", {}).get("require", "partial")
     if require_isolation not in ISOLATION_LEVELS:
         raise ToolkitError(f"policy {where}: isolation.require must be one of {ISOLATION_LEVELS}")
@@ -149,6 +155,7 @@ def load_policy(
         security_confidence=security["confidence"],
         nosec_needs_reason=security["nosec_needs_reason"],
         allow_incomplete_audit=data["audit"]["allow_incomplete"],
+        audit_ranges=audit_ranges,
         lifecycle=limits,
         tool_timeout_s=float(data["limits"]["tool_timeout_s"]),
         source=str(where),

@@ -32,6 +32,7 @@ from .model import Artifact, CertificationReport, CheckResult, CheckStatus, Find
 from .policy import Policy, load_policy
 from .probes import run_metadata_probe
 from .registry_entry import registry_entry
+from .requirements import check_installable
 
 TOOLS = ("mypy", "bandit", "pip-audit", "build", "pytest", "uv", "copier")
 _IGNORED = shutil.ignore_patterns(
@@ -178,6 +179,7 @@ def _with_shared_values(
 
     def make_environment() -> PluginEnvironment:
         wheel, _ = context.built_plugin()
+        check_installable(wheel, context.workdir)  # a conflict with the SDK, named plainly
         return environment_for(wheel, root, reuse=reuse, timeout=context.policy.tool_timeout_s)
 
     shared = replace(context, plugin_environment=Lazy(causes.noted(make_environment)))

@@ -1,13 +1,21 @@
-"""`audit`: pip-audit over the plugin's declared runtime dependencies.
+"""`audit`: the plugin's declared dependencies, judged before and after installing them.
 
-Which dependencies: the closure of the plugin distribution's ``Requires-Dist`` (markers
-and extras evaluated for the isolated plugin environment), at the versions installed
-there, read from its ``*.dist-info`` files (its Python is never started: that would run
-the ``.pth`` files of its packages with our rights).  The SDK (``aitbc-plugins``, on no
-public index) and what only it requires are left out and listed in
-``details["excluded"]``.  They are audited with
-``pip-audit -r pinned.txt --no-deps --disable-pip -f json``: with ``--vuln-db DIR``
-against :mod:`..osv`, a loopback OSV service over that directory, else against PyPI.
+What is judged (the issue's "dependency set"): the built wheel's ``Requires-Dist``, every
+extra included, together with ``requirements.txt`` (requirements.py reads both, with
+their lines); the two must agree, and a direct URL or local path is refused.  Known
+vulnerabilities are looked up three ways:
+
+- the closure installed in the plugin environment (:mod:`._closure`), pinned at the
+  installed versions, with ``pip-audit -r pinned.txt --no-deps --disable-pip -f json``:
+  with ``--vuln-db DIR`` against :mod:`..osv`, a loopback OSV service over that
+  directory, else against PyPI.  A transitive finding is located at the plugin's own
+  requirement that pulls it in;
+- when the environment cannot be made (a conflict with the SDK, an uninstallable
+  dependency), the declared exact pins, so a plugin pinning ``pyyaml==5.1`` still hears
+  of PyYAML 5.1's advisories;
+- every release a requirement admits, intersected with the SDK's requirement for the
+  same package (:mod:`._ranges`, local records only): ``urllib3>=1.0`` names the fixing
+  lower bound.  ``[audit] ranges = "warn"`` makes these warnings.
 
 pip-audit without ``--strict`` reports a dependency it could not look up as skipped and
 still says "No known vulnerabilities found" (exit 0); the JSON names every skip, so the
@@ -16,11 +24,11 @@ by an unreadable advisory record makes the result INCOMPLETE (never PASSED).  A 
 that cannot be reached is INCOMPLETE too; any other crash, a timeout or output that
 does not parse is ERROR.  With a local database, a package with no record is not
 vulnerable (an OSV query answers "no vulns", as api.osv.dev does), not "unknown".
+Imports of the shipped code that no requirement declares are findings too (:mod:`._imports`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import re
@@ -32,15 +40,26 @@ from typing import Any
 
 from aitbc.plugins import process
 from aitbc.plugins.process import Completed
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ..base import CheckContext, CheckError, result, timed
+from ..causes import brief
 from ..model import CheckResult, CheckStatus, Finding, Severity
 from ..osv import OsvIndex, OsvServer, load_index
-from . import _site
+from ..requirements import (
+    SDK,
+    ConflictWithSdk,
+    Declared,
+    DeclaredSet,
+    declared_requirements,
+    sdk_conflicts,
+    sdk_requirements,
+)
+from . import _closure, _imports, _shipped, _site
+from ._closure import Dependencies, resolve_dependencies
+from ._ranges import admitted
 
-SDK = "aitbc-plugins"
 ONLINE = "PyPI (online)"
 
 _UNREACHABLE = re.compile(
@@ -49,161 +68,90 @@ _UNREACHABLE = re.compile(
 )
 
 
-class AuditSetupError(CheckError):
-    """The dependencies could not be worked out (no environment, inventory failed)."""
+def _conflict_with_sdk(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, ConflictWithSdk):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
-@dataclass
-class Dependencies:
-    root: str  # the plugin's distribution
-    pinned: dict[str, tuple[str, str]] = field(default_factory=dict)  # canon -> (name, ver)
-    via: dict[str, str] = field(default_factory=dict)  # canon -> who requires it
-    excluded: dict[str, str] = field(default_factory=dict)  # name -> why
-    missing: dict[str, str] = field(default_factory=dict)  # declared, not installed
-    #: the METADATA files of the plugin and of what is audited (None: one has none)
-    metadata_files: list[Path] | None = None
-
-    def unresolved(self) -> dict[str, str]:
-        return {n: f"required by {p} but not installed" for n, p in self.missing.items()}
-
-    def requirements(self) -> str:
-        return "".join(f"{n}=={v}\n" for n, v in sorted(self.pinned.values()))
+def _exact_pin(item: Declared) -> str | None:
+    specs = list(item.requirement.specifier)
+    if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+        return specs[0].version
+    return None
 
 
-def _requirements(raw: list[str], env: dict[str, str], extras: set[str]) -> list[Requirement]:
-    wanted = []
-    for text in raw:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement as exc:
-            raise AuditSetupError(f"unreadable requirement {text!r}: {exc}") from None
-        if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in extras):
-            wanted.append(req)
-    return wanted
-
-
-def _walk(
-    root: str, dists: dict[str, dict[str, Any]], env: dict[str, str], stop: str | None
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Everything ``root`` requires (name -> parent), not going through ``stop``;
-    and the requirements with no installed distribution (name -> parent)."""
-    seen: dict[str, set[str]] = {}
-    parents: dict[str, str] = {}
-    missing: dict[str, str] = {}
-    queue: list[tuple[str, set[str]]] = [(root, {""})]
-    while queue:
-        name, extras = queue.pop()
-        for req in _requirements(dists[name]["requires"], env, extras):
-            child, wanted = canonicalize_name(req.name), {"", *req.extras}
-            if child in (stop, root):
-                continue
-            if child not in dists:
-                missing.setdefault(child, dists[name]["name"])
-            elif not wanted <= seen.get(child, set()):
-                seen[child] = seen.get(child, set()) | wanted
-                parents.setdefault(child, dists[name]["name"])
-                queue.append((child, seen[child]))
-    return parents, missing
-
-
-def _inventory(site_packages: Path) -> list[dict[str, Any]]:
-    """Every distribution installed in the plugin environment, from its metadata files:
-    its Python is not started, which would run the ``.pth`` files of its packages."""
-    if not site_packages.is_absolute() or not site_packages.is_dir():
-        raise AuditSetupError(f"could not list the plugin environment: no {site_packages}")
-    found = []
-    path = [str(p) for p in _site.search_dirs(site_packages)]
-    for dist in importlib.metadata.distributions(path=path):
-        if not dist.metadata["Name"]:
-            continue
-        files = [f for f in dist.files or [] if f.name == "METADATA"]
-        files = [f for f in files if f.parent.suffix == ".dist-info"]
-        metadata = str(dist.locate_file(files[0])) if files else None
-        found.append({"name": dist.metadata["Name"], "version": dist.version,
-                      "requires": dist.requires or [], "metadata": metadata})  # fmt: skip
-    return found
-
-
-def resolve_dependencies(context: CheckContext) -> Dependencies:
-    """The plugin's runtime dependency closure at the installed versions."""
-    _, plugin = context.built_plugin()
-    environment = context.environment()
-    env = _site.marker_environment(environment.python)
-    dists: dict[str, dict[str, Any]] = {}
-    for dist in _inventory(environment.site_packages):  # the first on the path wins
-        dists.setdefault(canonicalize_name(dist["name"]), dist)
-    root = canonicalize_name(plugin.distribution)
-    if root not in dists:
-        raise AuditSetupError(f"{plugin.distribution} is not installed in the environment")
-    deps = Dependencies(plugin.distribution)
-    deps.via, deps.missing = _walk(root, dists, env, stop=canonicalize_name(SDK))
-    deps.pinned = {n: (dists[n]["name"], dists[n]["version"]) for n in deps.via}
-    files = [dists[n].get("metadata") for n in (root, *sorted(deps.pinned))]
-    deps.metadata_files = [Path(f) for f in files if f] if all(files) else None
-    if canonicalize_name(SDK) in dists:
-        deps.excluded[SDK] = "the AITBC SDK itself: on no public index, not audited"
-        for name in _walk(canonicalize_name(SDK), dists, env, stop=None)[0]:
-            if name not in deps.pinned and name != root:
-                deps.excluded[dists[name]["name"]] = f"required only by {SDK}"
-    deps.excluded = dict(sorted(deps.excluded.items(), key=lambda i: i[0].lower()))
+def declared_pins(root: str, declared: DeclaredSet) -> Dependencies:
+    """Without an environment: the declared requirements pinned exactly (nothing else
+    is known about the versions a host would install)."""
+    deps = Dependencies(root)
+    for item in declared.direct():
+        version = _exact_pin(item)
+        if item.name != canonicalize_name(SDK) and not item.requirement.url and version:
+            deps.pinned.setdefault(item.name, (item.requirement.name, version))
+            deps.via.setdefault(item.name, root)
     return deps
 
 
-def _locate(workdir: Path, name: str) -> tuple[str | None, int | None]:
-    """Where the project declares ``name`` (requirements.txt, pyproject.toml, setup.py)."""
-    for filename, quoted in (
-        ("requirements.txt", False),
-        ("pyproject.toml", True),
-        ("setup.py", True),
-    ):
-        pattern = re.compile(
-            r"""^\s*["']([A-Za-z0-9][A-Za-z0-9._-]*)"""
-            if quoted
-            else r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)"
-        )
-        try:
-            lines = (workdir / filename).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            continue
-        for number, line in enumerate(lines, 1):
-            match = pattern.match(line)
-            if match and canonicalize_name(match.group(1)) == name:
-                return filename, number
-    return None, None
+@dataclass
+class Audited:
+    """What pip-audit said: findings, what it could not audit, ids per package."""
+
+    findings: list[Finding] = field(default_factory=list)
+    unaudited: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, set[str]] = field(default_factory=dict)
+    audited: list[str] = field(default_factory=list)
+    service: str = "none"
+    shown: dict[str, str] = field(default_factory=dict)  # name -> "idna 3.6"
 
 
 class AuditCheck:
-    """No runtime dependency of the plugin has a known vulnerability.
+    """The plugin's dependencies are declared alike, from an index, and free of known
+    vulnerabilities.
 
-    The plugin's dependency closure is read from its isolated environment at the
-    versions installed there (the SDK and what only the SDK needs are left out) and
-    audited with pip-audit against OSV records: the local copy given with `--vuln-db
-    DIR`, else the online service.  Each known vulnerability is a finding at the line
-    of `requirements.txt` (or `pyproject.toml`, `setup.py`) that declares the
-    dependency, with the versions that fix it.  A dependency that could not be audited
-    makes the check `incomplete`, which is not certified unless the policy's
-    `[audit] allow_incomplete` or `--allow-incomplete-audit` accepts it."""
+    The dependency set is the built wheel's `Requires-Dist` (every extra included) and
+    `requirements.txt`: a requirement in one and not the other, or with other
+    specifiers, is a finding naming both lines, and a direct URL or local path is
+    refused.  A requirement no version of which the SDK accepts is reported once, at its
+    line, as the reason the plugin environment cannot be made.  Known vulnerabilities:
+    the dependency closure installed in the plugin's isolated environment (the SDK and
+    what only it needs left out) is audited with pip-audit against OSV records (the
+    local copy given with `--vuln-db DIR`, else the online service), each finding at
+    the line declaring the plugin's own requirement that pulls the package in, with
+    the versions that fix it; without an environment, the declared exact pins are.
+    Every release a requirement admits is judged against the local records too,
+    naming the lower bound that fixes it (`[audit] ranges = "warn"`: a warning).  An
+    import of the shipped code that no requirement provides is a finding at its line.
+    A dependency that could not be audited makes the check `incomplete`, which is not
+    certified unless the policy's `[audit] allow_incomplete` or
+    `--allow-incomplete-audit` accepts it."""
 
     id = "audit"
-    title = "No runtime dependency has a known vulnerability (pip-audit)"
+    title = "Dependencies are declared alike and have no known vulnerability (pip-audit)"
     security = True
     needs_wheel = True
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
-        """The vuln db directory (the cache stats its files), the installed METADATA of
-        the plugin and of each audited dependency (names, versions, requirements: their
-        paths in the reused environment hold the versions too) and the project files
-        findings point into.  Online answers change under us: never cached."""
-        if context.vuln_db is None or context.osv_url:
+        """The vuln db directory (the cache stats its files), the wheel (its
+        requirements and code), the installed METADATA of the plugin and of each
+        audited dependency (names, versions, requirements: their paths in the reused
+        environment hold the versions too) and the project files findings point into.
+        Online answers change under us: never cached."""
+        if context.vuln_db is None or context.osv_url or context.wheel is None:
             return None
         try:
             deps = resolve_dependencies(context)
+            listed = declared_requirements(context.wheel, context.workdir).listed or []
         except (CheckError, OSError):  # run() says why
             return None
         if deps.metadata_files is None or deps.missing:
             return None
-        declared = [context.workdir / n for n in ("requirements.txt", "pyproject.toml", "setup.py")]
-        return [context.vuln_db, *deps.metadata_files, *declared]
+        declaring = ("requirements.txt", "pyproject.toml", "setup.cfg", "setup.py")
+        files = {context.workdir / n for n in declaring}
+        files |= {context.workdir / d.file for d in listed if d.file}
+        return [context.vuln_db, context.wheel, *deps.metadata_files, *sorted(files)]
 
     @staticmethod
     def _folder(context: CheckContext) -> Path:
@@ -216,23 +164,73 @@ class AuditCheck:
             return self._audit(context, elapsed)
 
     def _audit(self, context: CheckContext, elapsed: Callable[[], float]) -> CheckResult:
-        deps = resolve_dependencies(context)
-        if not deps.pinned and not deps.missing:
-            summary = "no third-party runtime dependencies"
-            return result(self.id, [], elapsed(), summary, audited=[], excluded=deps.excluded)
-        if not deps.pinned:  # only declared dependencies that are not installed
-            details = {"service": "none", "excluded": deps.excluded}
-            return self._incomplete(context, deps, [], deps.unresolved(), details, elapsed())
+        wheel, plugin = context.built_plugin()
+        declared = declared_requirements(wheel, context.workdir)
+        sdk = sdk_requirements()
+        findings = [*declared.findings, *sdk_conflicts(declared.direct(), sdk)]
+        notes: list[str] = []
+        details: dict[str, Any] = {}
+        try:
+            deps: Dependencies | None = resolve_dependencies(context)
+        except CheckError as exc:  # the cause is named once, where it stops a check
+            deps = None
+            owner = "audit.sdk-conflict" if _conflict_with_sdk(exc) else "the checks it stops"
+            notes.append("the plugin environment could not be made, so only the declared "
+                         f"requirements were audited (the cause: see {owner})")  # fmt: skip
+        index = self._index(context)
+        pins = declared_pins(plugin.distribution, declared)
+        if deps is not None:  # the extras' exact pins too: never installed, still declared
+            for name, pinned in pins.pinned.items():
+                deps.pinned.setdefault(name, pinned)
+                deps.via.setdefault(name, plugin.distribution)
+        audited = self._audited(context, deps or pins, index)
+        findings += [self._located(context, f, deps, declared) for f in audited.findings]
+        if deps is None:
+            for item in declared.direct():  # an extra's own needs are never installed
+                if (
+                    item.name != canonicalize_name(SDK)
+                    and not item.requirement.url
+                    and (item.extra is None)
+                ):
+                    audited.unaudited.setdefault(
+                        item.name, "what it requires is unknown: no plugin environment"
+                    )
+                    audited.shown.setdefault(item.name, item.text())
+        else:
+            audited.unaudited.update(deps.unresolved())
+        total = len(deps.pinned) + len(deps.missing) if deps else len(audited.shown)
+        warned = self._ranges(context, declared, sdk, index, audited, findings)
+        judged = self._imports(context, wheel, declared, deps)
+        findings += judged.findings
+        notes += judged.notes
+        details.update(service=audited.service, audited=audited.audited,
+                       excluded=deps.excluded if deps else {}, notes=notes)  # fmt: skip
+        if deps is not None:
+            details["requirements"] = deps.requirements().split()
+        if warned:
+            details["warnings"] = warned
+        return self._verdict(context, findings, audited, total, details, elapsed())
+
+    @staticmethod
+    def _index(context: CheckContext) -> OsvIndex | None:
+        if context.vuln_db is None:
+            return None
+        if not context.vuln_db.is_dir():
+            raise CheckError(f"no such directory: {context.vuln_db}")
+        index = load_index(context.vuln_db)
+        if not index.records:  # an empty database would pass everything
+            raise CheckError(f"no OSV records in {context.vuln_db}")
+        return index
+
+    def _audited(
+        self, context: CheckContext, deps: Dependencies, index: OsvIndex | None
+    ) -> Audited:
+        if not deps.pinned:
+            return Audited()
         folder = self._folder(context)
         pins = folder / "requirements.txt"
         pins.write_text(deps.requirements(), encoding="utf-8")
-        index: OsvIndex | None = None
-        if context.vuln_db is not None:
-            if not context.vuln_db.is_dir():
-                raise CheckError(f"no such directory: {context.vuln_db}")
-            index = load_index(context.vuln_db)
-            if not index.records:  # an empty database would pass everything
-                raise CheckError(f"no OSV records in {context.vuln_db}")
+        if index is not None:
             with OsvServer(index) as url:
                 run = self._pip_audit(context, pins, folder, url)
             service = f"local OSV records in {context.vuln_db}"
@@ -241,7 +239,7 @@ class AuditCheck:
             run, service = self._pip_audit(context, pins, folder, url), f"OSV at {url}"
         else:
             run, service = self._pip_audit(context, pins, folder, None), ONLINE
-        return self._read(context, deps, run, index, service, elapsed())
+        return self._read(context, deps, run, index, service)
 
     @staticmethod
     def _pip_audit(context: CheckContext, pins: Path, folder: Path, url: str | None) -> Completed:
@@ -259,122 +257,49 @@ class AuditCheck:
         )
 
     def _read(
-        self,
-        context: CheckContext,
-        deps: Dependencies,
-        run: Completed,
-        index: OsvIndex | None,
+        self, context: CheckContext, deps: Dependencies, run: Completed, index: OsvIndex | None,
         service: str,
-        duration: float,
-    ) -> CheckResult:
-        details: dict[str, Any] = {
-            "service": service,
-            "excluded": deps.excluded,
-            "requirements": deps.requirements().split(),
-        }
+    ) -> Audited:  # fmt: skip
         if run.timed_out:
-            raise CheckError(
-                f"pip-audit timed out after {context.policy.tool_timeout_s:g}s", **details
-            )
+            raise CheckError(f"pip-audit timed out after {context.policy.tool_timeout_s:g}s")
         try:
             listed = json.loads(run.stdout)["dependencies"]
             reported: dict[str, Any] = {canonicalize_name(d["name"]): d for d in listed}
             found = sum(len(d.get("vulns", [])) for d in reported.values())
         except (ValueError, KeyError, TypeError, AttributeError):
             reported, found = {}, -1
+        audited = Audited(service=service)
+        audited.shown = {n: f"{dist} {version}" for n, (dist, version) in deps.pinned.items()}
         if found < 0 or run.returncode != (1 if found else 0):
             if run.returncode and _UNREACHABLE.search(run.stderr):
                 reason = f"vulnerability service unreachable ({service}): {run.tail(1)}"
-                unaudited = {n: reason for n in deps.pinned}
-                return self._incomplete(context, deps, [], unaudited, details, duration)
-            raise CheckError(f"pip-audit failed (exit {run.returncode}): {run.tail()}", **details)
-        findings: list[Finding] = []
-        vulnerable: set[str] = set()
-        unaudited = deps.unresolved()
+                audited.unaudited = {n: reason for n in deps.pinned}
+                return audited
+            raise CheckError(f"pip-audit failed (exit {run.returncode}): {run.tail()}")
         for name in deps.pinned:
             entry = reported.get(name)
             problems = index.problems(name) if index is not None else []
             if entry is None:
-                unaudited[name] = "pip-audit did not report on it"
+                audited.unaudited[name] = "pip-audit did not report on it"
             elif "skip_reason" in entry:
-                unaudited[name] = str(entry["skip_reason"])
+                audited.unaudited[name] = str(entry["skip_reason"])
             elif problems:
-                unaudited[name] = "unreadable advisory record(s): " + "; ".join(problems)
+                audited.unaudited[name] = "unreadable advisory record(s): " + "; ".join(problems)
             for vuln in (entry or {}).get("vulns", []):
-                findings.append(self._finding(context, deps, name, vuln, index))
-                vulnerable.add(" ".join(deps.pinned[name]))
-        details["audited"] = sorted(
-            f"{deps.pinned[n][0]}=={deps.pinned[n][1]}" for n in deps.pinned if n not in unaudited
-        )
-        if unaudited and not findings:
-            return self._incomplete(context, deps, findings, unaudited, details, duration)
-        details["unaudited"] = unaudited
-        if findings:
-            ids = ", ".join(f.rule.removeprefix("audit.") for f in findings)
-            summary = (
-                f"{len(findings)} known vulnerabilit{'y' if len(findings) == 1 else 'ies'}"
-                f" in {', '.join(sorted(vulnerable))}: {ids}"
-            )
-            if unaudited:
-                summary += f"; {len(unaudited)} dependencies could not be audited"
-            return result(self.id, findings, duration, summary, **details)
-        count = len(deps.pinned)
-        summary = f"no known vulnerabilities in {count} dependenc{'y' if count == 1 else 'ies'}"
-        return result(self.id, [], duration, f"{summary} ({service})", **details)
-
-    def _incomplete(
-        self,
-        context: CheckContext,
-        deps: Dependencies,
-        findings: list[Finding],
-        unaudited: dict[str, str],
-        details: dict[str, Any],
-        duration: float,
-    ) -> CheckResult:
-        allowed = context.allow_incomplete_audit or context.policy.allow_incomplete_audit
-        names = {
-            n: (f"{deps.pinned[n][0]} {deps.pinned[n][1]}" if n in deps.pinned else n)
-            for n in unaudited
-        }
-        for name, reason in sorted(unaudited.items()):
-            findings.append(
-                Finding(
-                    f"{self.id}.incomplete",
-                    Severity.HIGH,
-                    f"{names[name]} could not be audited: {reason}",
+                finding = self._finding(deps, name, vuln, index)
+                audited.findings.append(finding)
+                audited.ids.setdefault(name, set()).update(
+                    [str(vuln.get("id")), *map(str, vuln.get("aliases", []))]
                 )
-            )
-        summary = (
-            f"could not audit {len(unaudited)} of {len(deps.pinned) + len(deps.missing)} "
-            f"dependencies ({', '.join(names[n] for n in sorted(names))})"
-        )
-        if len(set(unaudited.values())) == 1:
-            summary += f": {next(iter(unaudited.values()))}"
-        if details["service"] == ONLINE:
-            summary += (
-                "; the package index serves no vulnerability data for them: "
-                "audit offline with --vuln-db DIR"
-            )
-        if allowed:
-            summary += "; allowed by --allow-incomplete-audit / policy"
-        details.update(unaudited=unaudited)
-        return result(
-            self.id,
-            findings,
-            duration,
-            summary,
-            status=CheckStatus.INCOMPLETE,
-            allowed=allowed,
-            **details,
-        )
+        audited.audited = sorted(
+            f"{deps.pinned[n][0]}=={deps.pinned[n][1]}" for n in deps.pinned
+            if n not in audited.unaudited
+        )  # fmt: skip
+        return audited
 
+    @staticmethod
     def _finding(
-        self,
-        context: CheckContext,
-        deps: Dependencies,
-        name: str,
-        vuln: dict[str, Any],
-        index: OsvIndex | None,
+        deps: Dependencies, name: str, vuln: dict[str, Any], index: OsvIndex | None
     ) -> Finding:
         vid = str(vuln.get("id"))
         aliases = [str(a) for a in vuln.get("aliases", [])]
@@ -395,5 +320,117 @@ class AuditCheck:
         parent = deps.via.get(name, deps.root)
         if canonicalize_name(parent) != canonicalize_name(deps.root):
             message += f" (required by {parent})"
-        file, line = _locate(context.workdir, name)
-        return Finding(f"{self.id}.{vid}", severity, message, file, line)
+        return Finding(f"audit.{vid}", severity, message, name)  # located by _located
+
+    @staticmethod
+    def _located(
+        context: CheckContext, finding: Finding, deps: Dependencies | None, declared: DeclaredSet
+    ) -> Finding:
+        """A vulnerability at the line of the plugin's own requirement that pulls it in."""
+        name = finding.file or ""
+        direct = _closure.pulled_in_by(deps, name) if deps is not None else name
+        item = next((d for d in declared.direct() if d.name == direct and d.file), None)
+        message = finding.message
+        if direct != name and item is not None:
+            message += f", pulled in by {item.text()!r} at {item.where}"
+        return Finding(finding.rule, finding.severity, message,
+                       item.file if item else None, item.line if item else None)  # fmt: skip
+
+    @staticmethod
+    def _ranges(
+        context: CheckContext, declared: DeclaredSet, sdk: dict[str, Requirement],
+        index: OsvIndex | None, audited: Audited, findings: list[Finding],
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Findings (or, by the policy, warnings) for releases a requirement admits."""
+        if index is None:
+            return []
+        warned, seen = [], set()
+        for item in declared.direct():
+            key = (item.name, str(item.requirement.specifier))
+            if item.name == canonicalize_name(SDK) or item.requirement.url or key in seen:
+                continue
+            seen.add(key)
+            already = frozenset(audited.ids.get(item.name, set()))
+            found = admitted(item.requirement, item.name, index, sdk.get(item.name), already)
+            if found is None:
+                continue
+            finding = Finding("audit.range", Severity.MEDIUM, found.message(item.text()),
+                              item.file, item.line)  # fmt: skip
+            if context.policy.audit_ranges == "warn":
+                warned.append(finding.as_dict())
+            else:
+                findings.append(finding)
+        return warned
+
+    def _imports(
+        self, context: CheckContext, wheel: Path, declared: DeclaredSet, deps: Dependencies | None
+    ) -> _imports.Judged:
+        try:
+            shipped = _shipped.extract(wheel, self._folder(context) / "shipped", context.workdir)
+        except CheckError as exc:
+            return _imports.Judged([], [f"imports not checked: {exc}"])
+        provided = None
+        if deps is not None:
+            site_packages = context.environment().site_packages
+            provided = _imports.providers([str(p) for p in _site.search_dirs(site_packages)])
+        names = {item.name for item in declared.direct()}
+        brought = {}
+        if deps is not None:
+            brought = {n: _closure.pulled_in_by(deps, n) for n in deps.via if n not in names}
+        excluded = deps.excluded if deps is not None else {}
+        sdk_side: set[str] = {canonicalize_name(SDK), *map(canonicalize_name, excluded)}
+        return _imports.judge_imports(shipped, declared=names, brought=brought,
+                                      sdk_side=sdk_side, provided=provided)  # fmt: skip
+
+    def _verdict(
+        self, context: CheckContext, findings: list[Finding], audited: Audited, total: int,
+        details: dict[str, Any], duration: float,
+    ) -> CheckResult:  # fmt: skip
+        unaudited = audited.unaudited
+        details["unaudited"] = unaudited
+        if findings:
+            count = len(findings)
+            rules = list(dict.fromkeys(f.rule.removeprefix("audit.") for f in findings))
+            summary = f"{count} findings: {', '.join(rules)}"
+            if count == 1:
+                only = findings[0]
+                where = f"{only.file}:{only.line}: " if only.file and only.line else ""
+                summary = brief(where + only.message, 200)
+            if unaudited:
+                many = "dependencies" if len(unaudited) > 1 else "dependency"
+                summary += f"; {len(unaudited)} {many} could not be audited"
+            return result(self.id, findings, duration, summary, **details)
+        if unaudited:
+            return self._incomplete(context, audited, total, details, duration)
+        count = len(audited.audited)
+        if not count:
+            return result(self.id, [], duration, "no third-party runtime dependencies", **details)
+        summary = f"no known vulnerabilities in {count} dependenc{'y' if count == 1 else 'ies'}"
+        return result(self.id, [], duration, f"{summary} ({audited.service})", **details)
+
+    def _incomplete(
+        self, context: CheckContext, audited: Audited, total: int, details: dict[str, Any],
+        duration: float,
+    ) -> CheckResult:  # fmt: skip
+        allowed = context.allow_incomplete_audit or context.policy.allow_incomplete_audit
+        unaudited = audited.unaudited
+        names = {n: audited.shown.get(n, n) for n in unaudited}
+        findings = [
+            Finding(
+                f"{self.id}.incomplete", Severity.HIGH, f"{names[n]} could not be audited: {why}"
+            )
+            for n, why in sorted(unaudited.items())
+        ]
+        summary = (f"could not audit {len(unaudited)} of {max(total, len(unaudited))} "
+                   f"dependencies ({', '.join(names[n] for n in sorted(names))})")  # fmt: skip
+        if len(set(unaudited.values())) == 1:
+            summary += f": {next(iter(unaudited.values()))}"
+        if details["service"] == ONLINE:
+            summary += (
+                "; the package index serves no vulnerability data for them: "
+                "audit offline with --vuln-db DIR"
+            )
+        if allowed:
+            summary += "; allowed by --allow-incomplete-audit / policy"
+        return result(self.id, findings, duration, summary,
+                      status=CheckStatus.INCOMPLETE, allowed=allowed, **details)  # fmt: skip

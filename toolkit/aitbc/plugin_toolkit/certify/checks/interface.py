@@ -41,6 +41,7 @@ from aitbc.plugins.process import Completed
 from ..base import CheckContext, CheckError, result, timed
 from ..model import CheckResult, Finding, Severity
 from . import _shipped, _site
+from ._hints import with_hint
 from ._signatures import compare, interface_of, parse_runtime, shipped_name
 
 PROBE_MODULE = "_aitbc_interface_probe"
@@ -267,7 +268,9 @@ class InterfaceCheck:
             reason = f"mypy could not resolve the SDK: {missing_sdk[0]['message']}"
             raise CheckError(reason)
         where = class_location(root, module, attribute.split(".")[-1])
+        kind = context.plugin.kind if context.plugin is not None else None
         findings, ignored = self._classify(errors, shipped, probe_labels(probe), where)
+        findings = [with_hint(f, kind, shipped, attribute.split(".")[-1]) for f in findings]
         at_run_time, compared = self._runtime(context, shipped, where, findings)
         findings += at_run_time
         checked = "mypy found no interface error"

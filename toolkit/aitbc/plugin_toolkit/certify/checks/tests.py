@@ -209,7 +209,10 @@ def _outcomes(
         raw = record.first_failure(case.key) if record else None
         if not is_timeout(case.message) and not (raw and is_timeout(raw.get("message"))):
             message = f"{case.name}: {case.message}"
-            findings.append(Finding("tests.failed", Severity.HIGH, message, case.file, case.line))
+            # The failing line of the test itself, as the observer saw it raise.
+            line = raw.get("line") if raw else None
+            at = line if isinstance(line, int) and line > 0 and case.file else case.line
+            findings.append(Finding("tests.failed", Severity.HIGH, message, case.file, at))
             continue
         file, line = case.file, case.line
         where = ""

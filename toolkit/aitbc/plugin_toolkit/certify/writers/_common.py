@@ -121,6 +121,7 @@ def notes(check: CheckResult) -> list[str]:
     details = check.details
     said = [one_line(n) for n in _list(details.get("notes")) if isinstance(n, str)]
     for key, why in (("below_threshold", "below the policy's threshold"),
+                     ("warnings", "a warning by the policy"),
                      ("suppressed", "suppressed")):  # fmt: skip
         said += [_record_note(r, why) for r in _list(details.get(key)) if isinstance(r, dict)]
     behaviour = details.get("behaviour")
