@@ -565,3 +565,34 @@ def test_the_policy_can_make_range_findings_warnings(ranged: Built, tmp_path: Pa
     assert warned["rule"] == "audit.range"
     assert any("'urllib3>=1.0' admits" in n and "a warning by the policy" in n
                for n in notes(outcome))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def transitive(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Built:
+    """requests 2.19.1 pulls in urllib3 1.23, which has advisories of its own."""
+    where = tmp_path_factory.mktemp("transitive")
+    project = make_project("audit-transitive", "base", where / "src")
+    for name, old, new in (
+        ("requirements.txt", "aitbc-plugins>=1.0.0", "aitbc-plugins>=1.0.0\nrequests==2.19.1"),
+        ("pyproject.toml", '"aitbc-plugins>=1.0.0",',
+         '"aitbc-plugins>=1.0.0",\n    "requests==2.19.1",'),
+    ):  # fmt: skip
+        path = project / name
+        path.write_text(path.read_text().replace(old, new))
+    return _build(project, sdk_wheel, where)
+
+
+def test_a_transitive_finding_is_located_at_the_requirement_that_pulls_it_in(
+    transitive: Built, tmp_path: Path
+) -> None:
+    outcome = run_one(AuditCheck(), _context(transitive, tmp_path, vuln_db=ADVISORY_DB))
+    assert outcome.status is CheckStatus.FAILED
+    pulled = [f for f in outcome.findings if f.message.startswith("urllib3 1.23 ")]
+    assert pulled, [f.message for f in outcome.findings]
+    for finding in pulled:
+        assert (finding.file, finding.line) == ("pyproject.toml", 21)
+        assert "(required by requests), pulled in by 'requests==2.19.1' at pyproject.toml:21" in (
+            finding.message
+        )
+    direct = [f for f in outcome.findings if f.message.startswith("requests 2.19.1 ")]
+    assert direct and all(", pulled in by" not in f.message for f in direct)

@@ -160,15 +160,23 @@ def test_step_failures_leave_error_and_unload_still_works(
     run(manager.shutdown())
 
 
-def test_cleanup_failure_keeps_plugin_in_error(make_plugin: Any, manager_config: Any) -> None:
+def test_a_failed_cleanup_still_unloads_and_keeps_the_reason(
+    make_plugin: Any, manager_config: Any
+) -> None:
     make_plugin("sticky", cleanup="return False")
     manager = PluginManager(manager_config())
 
     async def go() -> None:
         await manager.load_plugin("sticky")
-        assert await manager.unload_plugin("sticky") is False
-        assert manager.get_plugin_status("sticky") is S.ERROR
+        assert await manager.unload_plugin("sticky") is False  # the cleanup failed...
+        assert manager.get_plugin_status("sticky") is S.UNLOADED  # ...and it is unloaded
+        assert "sticky" not in manager.list_plugins()
         assert "cleanup returned False" in (manager.get_plugin_error("sticky") or "")
+        assert "cleanup returned False" in manager.health_report()["sticky"]["last_error"]
+        assert await manager.load_plugin("sticky") is True  # and it can come back
+        await manager.shutdown()
+        assert manager.list_plugins() == []
+        assert manager.get_plugin_status("sticky") is S.UNLOADED
 
     run(go())
 
@@ -178,6 +186,8 @@ def test_disabled_plugin_is_never_loaded(make_plugin: Any, manager_config: Any) 
     manager = PluginManager(manager_config({"off": {"enabled": False}}))
     assert run(manager.load_plugin("off")) is False
     assert "disabled" in (manager.get_plugin_error("off") or "")
+    assert manager.get_plugin_status("off") is S.UNLOADED  # refused, not failed
+    assert manager.health_report()["off"]["status"] == "unloaded"
 
 
 def test_plugin_config_is_validated_against_its_schema(

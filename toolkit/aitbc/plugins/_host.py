@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from ._records import PluginRecord, RecordedFailure
-from ._timeouts import run_with_timeout
+from ._timeouts import EXITS, PluginExited, run_with_timeout
+from ._watchdog import PluginHeldTheLoop
 from .base import BasePlugin
 from .config import ManagerConfig
 from .discovery import DiscoveredPlugin, discover
 from .errors import IllegalTransitionError, PluginLoadError, PluginNotFoundError
-from .events import EventBus, EventHandler, deliver
+from .events import Deliveries, EventBus, EventHandler, deliver
 from .secrets import RedactingFilter, Redactor
 from .status import PluginStatus
 
 _S = PluginStatus
+#: How deep the current event delivery is nested (events published by handlers).
+_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("aitbc_event_depth", default=0)
 
 
 class Host:
@@ -46,6 +50,8 @@ class Host:
         self._log_filter = RedactingFilter(self.redactor)
         self.log = self.logger("aitbc.plugins.manager")
         self.discovered: dict[str, DiscoveredPlugin] | None = None
+        self.deliveries = Deliveries()  # every event handler task, by receiver
+        self.dropped_events: dict[str, int] = {}  # event type -> dropped as too deep
 
     def logger(self, name: str) -> logging.Logger:
         """A logger that never shows a configured secret."""
@@ -59,7 +65,12 @@ class Host:
         found = discover(self.settings.plugin_paths)
         self.discovered = {}
         for plugin in found:
-            self.discovered.setdefault(plugin.name, plugin)
+            first = self.discovered.setdefault(plugin.name, plugin)
+            if first is not plugin:
+                self.log.warning(
+                    "two plugins are named %s: %s is used, %s is ignored",
+                    plugin.name, first.location, plugin.location,
+                )  # fmt: skip
         return found
 
     def record(self, name: str) -> PluginRecord:
@@ -80,6 +91,7 @@ class Host:
         """Put the plugin in ERROR with ``reason`` (redacted), and log it."""
         reason = self.redactor.text(reason)
         record.error = reason
+        record.note_failure(reason)
         self.errors[record.name] = reason
         plugin = record.plugin
         if plugin is None:
@@ -109,7 +121,7 @@ class Host:
             result = await run_with_timeout(getattr(plugin, step)(), timeout)
         except IllegalTransitionError as exc:
             raise PluginLoadError(str(exc)) from None
-        except Exception as exc:
+        except (Exception, *EXITS) as exc:  # a plugin's sys.exit() never ends the host
             reason = describe_exception(step, exc, timeout)
         else:
             elapsed = time.perf_counter() - started
@@ -122,13 +134,17 @@ class Host:
                 )
         finally:
             record.timings[step] = time.perf_counter() - started
+            if step in ("stop", "cleanup"):  # its event handlers stop with it
+                await self.end_deliveries(record.name)
         if reason is not None:
             self.fail(record, f"{record.name}: {reason}")
             raise RecordedFailure(f"{record.name}: {reason}")
         record.error = None
 
     async def teardown(self, record: PluginRecord) -> None:
-        """Stop if active, then clean up; release the instance only when cleanup worked."""
+        """Stop if active, then clean up, then release the instance: a failed cleanup
+        still unloads (its reason stays in the record, and is raised), so the plugin
+        can be loaded again."""
         if record.status is _S.ACTIVE:
             # A failed stop leaves ERROR, and ERROR -> UNLOADING is legal: clean up anyway.
             with contextlib.suppress(RecordedFailure):
@@ -136,8 +152,18 @@ class Host:
         if record.status is _S.LOADING:
             self.discard(record)
             return
-        await self.step(record, "cleanup")
-        self.discard(record)
+        try:
+            await self.step(record, "cleanup")
+        finally:
+            self.discard(record)
+
+    async def end_deliveries(self, receiver: str | None = None) -> None:
+        """End ``receiver``'s event handler tasks (everyone's: None)."""
+        for name in await self.deliveries.end(receiver):
+            self.log.warning("plugin %s: an event handler ignored cancellation", name)
+            record = self.records.get(name)
+            if record is not None:
+                record.note_failure("an event handler ignored cancellation and is still running")
 
     def requirement_problem(self, record: PluginRecord, dep: str) -> str | None:
         """Why the loaded ``dep`` does not satisfy ``record``'s requirement, if it does not."""
@@ -152,18 +178,41 @@ class Host:
 
     # -- events --------------------------------------------------------------------------
     async def dispatch(self, event_type: str, data: dict[str, Any], source: str | None) -> None:
-        """To every active plugin but ``source``, and the host's subscribers."""
+        """To every active plugin but ``source``, and the host's subscribers.  Events
+        published from handlers nest; past ``max_event_depth`` they are dropped and
+        counted, so two plugins re-publishing to each other cannot flood the host."""
+        depth = _DEPTH.get()
+        if depth >= self.settings.max_event_depth:
+            dropped = self.dropped_events[event_type] = self.dropped_events.get(event_type, 0) + 1
+            if dropped == 1 or dropped % 1000 == 0:
+                self.log.warning(
+                    "event %s from %s dropped: published %d levels deep (max_event_depth);"
+                    " %d dropped so far", event_type, source or "the host", depth, dropped,
+                )  # fmt: skip
+            if source in self.records:
+                self.records[source].note_failure(f"event {event_type} dropped: too deep")
+            return
+        token = _DEPTH.set(depth + 1)  # handler tasks copy the context: they see it
+        try:
+            await self._deliver(event_type, data, source)
+        finally:
+            _DEPTH.reset(token)
+
+    async def _deliver(self, event_type: str, data: dict[str, Any], source: str | None) -> None:
         receivers: list[tuple[str, EventHandler]] = [
             (name, record.plugin.handle_event)
             for name, record in self.records.items()
             if record.plugin is not None and record.status is _S.ACTIVE and name != source
         ]
         receivers += self.event_bus.subscribers_for(event_type)
-        failures = await deliver(receivers, event_type, data, self.settings.lifecycle_timeout)
+        failures = await deliver(
+            receivers, event_type, data, self.settings.delivery_timeout, self.deliveries
+        )
         for failure in failures:
             record = self.records.get(failure.receiver)
             if record is not None:
                 record.error_count += 1
+                record.note_failure(f"handling {event_type} failed: {failure.reason}")
             self.log.warning(
                 "event %s: %s failed: %s", event_type, failure.receiver, failure.reason
             )
@@ -172,4 +221,10 @@ class Host:
 def describe_exception(step: str, exc: BaseException, timeout: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"{step} timed out after {timeout:g}s"
+    if isinstance(exc, PluginExited):
+        exc = exc.original
+    if isinstance(exc, SystemExit):
+        return f"{step} called sys.exit({exc.code!r}); the host goes on"
+    if isinstance(exc, PluginHeldTheLoop):
+        return f"{step} {exc}; it was stopped"
     return f"{step} raised {type(exc).__name__}: {exc}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._host import Host
 from ._records import PluginRecord
-from ._timeouts import run_with_timeout
+from ._timeouts import EXITS, PluginExited, run_with_timeout
 from .base import BasePlugin
 from .config import default_data_dir, validate_document
 from .context import PluginContext
@@ -34,7 +34,7 @@ def instantiate_now(host: Host, record: PluginRecord) -> bool:
         return False
     with _recording(host, record):
         _check_enabled(host, record)
-        _build(host, record, load_plugin_class(record.found))
+        _build(host, record, load_plugin_class(record.found, _class_name(host, record)))
     return True
 
 
@@ -50,20 +50,30 @@ def _enabled(host: Host, record: PluginRecord) -> bool:
     return settings is None or settings.enabled
 
 
+class PluginDisabled(PluginLoadError):
+    """Refused, not failed: the plugin stays UNLOADED and the reason is kept."""
+
+
 def _check_enabled(host: Host, record: PluginRecord) -> None:
     if not _enabled(host, record):
-        raise PluginLoadError(f"{record.name} is disabled in the configuration (enabled: false)")
+        raise PluginDisabled(f"{record.name} is disabled in the configuration (enabled: false)")
 
 
-async def _import(host: Host, record: PluginRecord) -> type[Any]:
-    found = record.found
+def _class_name(host: Host, record: PluginRecord) -> str | None:
+    settings = host.settings.plugins.get(record.name)
+    return settings.class_name if settings is not None else None
+
+
+async def _import(host: Host, record: PluginRecord) -> Any:
+    found, class_name = record.found, _class_name(host, record)
     if is_module_imported(found):
-        return load_plugin_class(found)
+        return load_plugin_class(found, class_name)
     # Plugin imports run off the loop: a slow import never delays other plugins' events.
     loop = asyncio.get_running_loop()
     try:
         return await run_with_timeout(
-            loop.run_in_executor(None, load_plugin_class, found), host.settings.lifecycle_timeout
+            loop.run_in_executor(None, load_plugin_class, found, class_name),
+            host.settings.lifecycle_timeout,
         )
     except asyncio.TimeoutError:
         raise PluginLoadError(
@@ -78,13 +88,17 @@ def _recording(host: Host, record: PluginRecord) -> Iterator[None]:
     started = time.perf_counter()
     try:
         yield
+    except PluginDisabled as exc:
+        record.error = host.errors[record.name] = str(exc)
+        raise
     except PluginError as exc:  # ConfigError included
         host.discard(record)
         host.fail(record, str(exc))
         raise
-    except Exception as exc:
+    except (Exception, *EXITS) as exc:  # sys.exit() at import or in the constructor too
         host.discard(record)
-        reason = f"loading {record.name} failed: {type(exc).__name__}: {exc}"
+        shown: BaseException = exc.original if isinstance(exc, PluginExited) else exc
+        reason = f"loading {record.name} failed: {type(shown).__name__}: {shown}"
         host.fail(record, reason)
         raise PluginLoadError(reason) from exc
     finally:
@@ -93,7 +107,7 @@ def _recording(host: Host, record: PluginRecord) -> Iterator[None]:
     host.plugins[record.name] = record.plugin
 
 
-def _build(host: Host, record: PluginRecord, cls: type[Any]) -> None:
+def _build(host: Host, record: PluginRecord, cls: Any) -> None:
     name = record.name
     config = host.settings.plugin_config(name, host.redactor, host.environ)
     record.plugin = plugin = _construct(host, cls, name, config, record)
@@ -101,7 +115,7 @@ def _build(host: Host, record: PluginRecord, cls: type[Any]) -> None:
         raise PluginLoadError(
             f"{record.found.location} calls itself {plugin.metadata.name!r}, not {name!r}"
         )
-    incompatible = plugin.metadata.incompatibility()
+    incompatible = plugin.metadata.incompatibility(host.settings.aitbc_version)
     if incompatible:
         raise PluginLoadError(f"{name} {plugin.metadata.version} {incompatible}")
     schema = plugin.get_config_schema()
@@ -116,7 +130,7 @@ def _build(host: Host, record: PluginRecord, cls: type[Any]) -> None:
 
 
 def _construct(
-    host: Host, cls: type[Any], name: str, config: dict[str, Any], record: PluginRecord
+    host: Host, cls: Any, name: str, config: dict[str, Any], record: PluginRecord
 ) -> BasePlugin:
     data_root = host.settings.data_dir or default_data_dir()
     data_dir = data_root / name
@@ -136,10 +150,21 @@ def _construct(
             return cls(context)
         except MetadataError:
             raise
-        except Exception as exc:
+        except (Exception, *EXITS) as exc:
             raise PluginLoadError(
                 f"constructing {cls.__name__} failed: {type(exc).__name__}: {exc}"
             ) from exc
-    if looks_like_legacy_plugin(cls):
+    if isinstance(cls, type) and looks_like_legacy_plugin(cls):
         return LegacyPluginAdapter(cls(), context)
+    if callable(cls) and not isinstance(cls, type):  # create_plugin(context)
+        try:
+            made = cls(context)
+        except (Exception, *EXITS) as exc:
+            raise PluginLoadError(
+                f"create_plugin(context) failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if isinstance(made, BasePlugin):
+            return made
+        raise PluginLoadError(f"create_plugin(context) returned {type(made).__name__}, "
+                              "not a BasePlugin")  # fmt: skip
     raise PluginLoadError(f"{record.found.location} is not a BasePlugin subclass")

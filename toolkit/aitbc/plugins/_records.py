@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,19 @@ class PluginRecord:
     health: dict[str, Any] | None = None
     dependencies: dict[str, SpecifierSet] = field(default_factory=dict)
     temp_dir: str | None = None
+    # Every failure (lifecycle, health, events) with its time: the error rate.
+    failures: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=1000))
+
+    def note_failure(self, reason: str) -> None:
+        self.failures.append((time.monotonic(), reason))
+
+    def recent_failures(self, window: float) -> int:
+        since = time.monotonic() - window
+        return sum(1 for at, _ in self.failures if at >= since)
+
+    @property
+    def last_failure(self) -> str | None:
+        return self.failures[-1][1] if self.failures else None
 
     @property
     def status(self) -> PluginStatus:
@@ -55,8 +70,9 @@ class PluginRecord:
         self.plugin = None
         self.absent_status = PluginStatus.UNLOADED
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, window: float = 60.0, degraded_after: int = 5) -> dict[str, Any]:
         plugin = self.plugin
+        recent = self.recent_failures(window)
         return {
             "name": self.name,
             "status": self.status.value,
@@ -66,5 +82,7 @@ class PluginRecord:
             "health": self.health,
             "timings": dict(self.timings),
             "error_count": self.error_count + (plugin.error_count if plugin is not None else 0),
-            "last_error": self.error,
+            "last_error": self.error or self.last_failure,
+            "errors_in_window": recent,
+            "degraded": recent >= degraded_after,
         }

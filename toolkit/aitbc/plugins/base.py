@@ -78,16 +78,22 @@ def _wrap_step(step: str, method: StepMethod) -> StepMethod:
             self.__dict__.pop("_lifecycle_step", None)
         if result is True:
             self.status = on_success
+            # The SDK's own clock, in its own slot: a plugin's _start_time is its own.
             if step == "start":
-                self._start_time = time.monotonic()
+                self.__dict__[_STARTED_AT] = time.monotonic()
             elif step == "stop":
-                self._start_time = None
+                self.__dict__.pop(_STARTED_AT, None)
         else:
             self._record_failure(f"{step} returned {result!r}, expected True")
         return result
 
     run_step.__aitbc_lifecycle_step__ = step  # type: ignore[attr-defined]
     return run_step
+
+
+#: Where the SDK keeps the monotonic time of the last successful start (never a name a
+#: plugin would choose: the upstream starter kit's plugins keep their own _start_time).
+_STARTED_AT = "_aitbc_started_at"
 
 
 def _foreign_status(value: object) -> str:
@@ -102,7 +108,6 @@ class BasePlugin(ABC):
     """Base interface that all plugins must implement"""
 
     _status: PluginStatus
-    _start_time: float | None = None
     _error_count: int = 0
     last_error: str | None = None
 
@@ -190,7 +195,7 @@ class BasePlugin(ABC):
         ``uptime`` is seconds since the last successful start (None while not active);
         ``memory_usage`` is the resident memory of the process hosting the plugin, in bytes.
         """
-        started = self._start_time
+        started = self.__dict__.get(_STARTED_AT)
         active = self.status is PluginStatus.ACTIVE and started is not None
         return {
             "status": self.status.value,

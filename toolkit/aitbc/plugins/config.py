@@ -13,7 +13,9 @@ from typing import Any
 
 import jsonschema
 import yaml
+from packaging.version import InvalidVersion, Version
 
+from ._version import __version__
 from .errors import ConfigError, MetadataError
 from .metadata import parse_dependency
 from .secrets import Redactor, SecretStr
@@ -21,6 +23,10 @@ from .secrets import Redactor, SecretStr
 DEFAULT_PRIORITY = 50
 DEFAULT_LIFECYCLE_TIMEOUT = 30.0
 DEFAULT_HEALTH_CHECK_INTERVAL = 60.0
+DEFAULT_EVENT_TIMEOUT = 10.0  # a looping handler must not hold every broadcast for long
+DEFAULT_MAX_EVENT_DEPTH = 8  # events published from handlers, nested
+DEFAULT_ERROR_WINDOW = 60.0
+DEFAULT_DEGRADED_AFTER_ERRORS = 5
 
 _ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -117,6 +123,7 @@ class PluginSettings:
     priority: int = DEFAULT_PRIORITY
     config: Mapping[str, Any] = field(default_factory=dict)
     dependencies: tuple[str, ...] = ()
+    class_name: str | None = None  # `class:`: which class of its module to load
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,18 @@ class ManagerConfig:
     lifecycle_timeout: float = DEFAULT_LIFECYCLE_TIMEOUT
     data_dir: Path | None = None
     registry: Path | None = None
+    aitbc_version: str = __version__  # the platform this host runs
+    event_timeout: float | None = None  # None: lifecycle_timeout, at most 10 s
+    max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH
+    error_window: float = DEFAULT_ERROR_WINDOW
+    degraded_after_errors: int = DEFAULT_DEGRADED_AFTER_ERRORS
+
+    @property
+    def delivery_timeout(self) -> float:
+        """Seconds one event delivery may take."""
+        if self.event_timeout is not None:
+            return self.event_timeout
+        return min(self.lifecycle_timeout, DEFAULT_EVENT_TIMEOUT)
 
     @classmethod
     def from_mapping(
@@ -169,6 +188,7 @@ class ManagerConfig:
                 priority=entry.get("priority", DEFAULT_PRIORITY),
                 config=entry.get("config", {}),
                 dependencies=tuple(entry.get("dependencies", ())),
+                class_name=entry.get("class"),
             )
             for name, entry in document.get("plugins", {}).items()
         }
@@ -188,6 +208,13 @@ class ManagerConfig:
             lifecycle_timeout=float(document.get("lifecycle_timeout", DEFAULT_LIFECYCLE_TIMEOUT)),
             data_dir=path_of(data_dir, "config.data_dir") if data_dir else None,
             registry=path_of(registry, "config.registry") if registry else None,
+            aitbc_version=_platform_version(document.get("aitbc_version")),
+            event_timeout=document.get("event_timeout"),
+            max_event_depth=document.get("max_event_depth", DEFAULT_MAX_EVENT_DEPTH),
+            error_window=float(document.get("error_window", DEFAULT_ERROR_WINDOW)),
+            degraded_after_errors=document.get(
+                "degraded_after_errors", DEFAULT_DEGRADED_AFTER_ERRORS
+            ),
         )
 
     @classmethod
@@ -213,6 +240,15 @@ class ManagerConfig:
         env = os.environ if environ is None else environ
         expanded: dict[str, Any] = expand_environment(raw, env, f"plugins.{name}.config", redactor)
         return expanded
+
+
+def _platform_version(raw: str | None) -> str:
+    if raw is None:
+        return __version__
+    try:
+        return str(Version(raw))
+    except InvalidVersion:
+        raise ConfigError(f"{raw!r} is not a version", "config.aitbc_version") from None
 
 
 def _require_string_keys(value: Any, where: str) -> None:

@@ -219,25 +219,47 @@ def _single_plugin_class(module: ModuleType, where: str) -> type[BasePlugin]:
     return candidates[0]
 
 
-def load_plugin_class(found: DiscoveredPlugin) -> type[Any]:
-    """Import the plugin's code and return its class.  Runs plugin code: call off the loop."""
+def _named_class(module: ModuleType, where: str, class_name: str) -> type[Any]:
+    obj = vars(module).get(class_name)
+    if not inspect.isclass(obj):
+        raise PluginLoadError(f"{where} defines no class {class_name!r} (config: class)")
+    return obj
+
+
+def _factory_or_class(module: ModuleType, where: str, class_name: str | None) -> Any:
+    """What makes the plugin: the configured class, else the module's
+    ``create_plugin(context)`` factory (as the upstream starter kit writes plugins,
+    whatever classes it defines), else its one concrete BasePlugin subclass."""
+    if class_name is not None:
+        return _named_class(module, where, class_name)
+    factory = vars(module).get("create_plugin")
+    if callable(factory) and not inspect.isclass(factory):
+        return factory
+    return _single_plugin_class(module, where)
+
+
+def load_plugin_class(found: DiscoveredPlugin, class_name: str | None = None) -> Any:
+    """Import the plugin's code and return its class, or its ``create_plugin`` factory.
+    Runs plugin code: call off the loop."""
     try:
         if found.source == "directory":
             directory = Path(found.location)
             module = _import_directory_package(directory)
-            return _single_plugin_class(module, str(directory / "plugin.py"))
+            return _factory_or_class(module, str(directory / "plugin.py"), class_name)
         module_name, _, attr = found.location.partition(":")
         obj: Any = importlib.import_module(module_name.strip())
         for part in attr.strip().split(".") if attr else []:
             obj = getattr(obj, part)
+        if isinstance(obj, ModuleType):  # an entry point naming a module
+            return _factory_or_class(obj, found.location, class_name)
     except PluginLoadError:
         raise
     except Exception as exc:
         raise PluginLoadError(
             f"importing {found.location} failed: {type(exc).__name__}: {exc}"
         ) from exc
-    if not inspect.isclass(obj):
-        raise PluginLoadError(f"entry point {found.location} is not a class")
+    if not inspect.isclass(obj) and not callable(obj):
+        raise PluginLoadError(f"entry point {found.location} is not a class or a factory")
     return obj
 
 

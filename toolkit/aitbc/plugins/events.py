@@ -7,11 +7,15 @@ stops the others, and ``publish`` returns within ``timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from ._timeouts import EXITS, PluginExited, contained
+from ._watchdog import WATCHDOG
 
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
@@ -34,41 +38,97 @@ class _Subscription:
     name: str
 
 
+#: How long cancelled handlers get to finish before their coroutines are closed.
+CANCEL_GRACE_S = 0.2
+
+
+class Deliveries:
+    """Event-handler tasks, by receiver: none may outlive its deadline, its plugin's
+    stop or the manager's shutdown.  A task that ignores cancellation has its coroutine
+    closed (GeneratorExit at its ``await``); one that ignores that too is reported."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
+
+    def own(self, receiver: str, task: asyncio.Task[Any]) -> None:
+        owned = self._tasks.setdefault(receiver, set())
+        owned.add(task)
+        task.add_done_callback(owned.discard)
+
+    def running(self, receiver: str | None = None) -> int:
+        groups = self._tasks.values() if receiver is None else [self._tasks.get(receiver, set())]
+        return sum(len(g) for g in groups)
+
+    async def end(self, receiver: str | None = None) -> list[str]:
+        """Stop ``receiver``'s tasks (every task: None); the receivers still running."""
+        if receiver is None:
+            tasks = {t for g in self._tasks.values() for t in g}
+        else:
+            tasks = set(self._tasks.get(receiver, set()))
+        left = await end_tasks(tasks)
+        return sorted({name for name, g in self._tasks.items() for t in left if t in g})
+
+
+async def end_tasks(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+    """Cancel ``tasks``; close the coroutines of those that ignore it.  The ones left."""
+    if not tasks:
+        return set()
+    for task in tasks:
+        task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
+    for task in pending:  # it caught CancelledError: end it where it waits
+        with contextlib.suppress(RuntimeError):  # "coroutine ignored GeneratorExit"
+            task.get_coro().close()
+        task.cancel()  # wakes the task from the future it waited on, to see it is over
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+    for task in tasks - pending:  # retrieved, so asyncio logs nothing about them
+        if not task.cancelled():
+            task.exception()
+    return pending
+
+
 async def deliver(
     receivers: Iterable[tuple[str, EventHandler]],
     event_type: str,
     data: dict[str, Any],
     timeout: float | None,
+    owner: Deliveries | None = None,
 ) -> list[DeliveryFailure]:
     """Call every receiver concurrently; return the ones that failed, never raise.
 
     All handlers start together, so one deadline for the whole delivery gives each
-    of them ``timeout`` seconds; handlers still running then are cancelled.  (One
-    timer per handler would cost more than the delivery itself for trivial handlers.)
+    of them ``timeout`` seconds; handlers still running then are cancelled, and closed
+    if they ignore it.  (One timer per handler would cost more than the delivery
+    itself for trivial handlers.)  A handler's ``sys.exit()`` is its failure, never
+    the host's end.  ``owner`` keeps the tasks, so a plugin's stop ends them too.
     """
     failures: list[DeliveryFailure] = []
-    tasks: dict[asyncio.Future[Any], str] = {}
+    tasks: dict[asyncio.Task[Any], str] = {}
     create_task = asyncio.get_running_loop().create_task
     for name, handler in receivers:
-        try:
-            result = handler(event_type, data)
-        except Exception as exc:
+        try:  # a handler may be a plain function, with a busy loop of its own
+            result = WATCHDOG.call(lambda h=handler: h(event_type, data), timeout)  # type: ignore[misc]
+        except (Exception, *EXITS) as exc:
             failures.append(DeliveryFailure(name, event_type, f"{type(exc).__name__}: {exc}"))
             continue
-        if asyncio.iscoroutine(result):
-            tasks[create_task(result)] = name
-        elif inspect.isawaitable(result):
-            tasks[asyncio.ensure_future(result)] = name
+        if inspect.isawaitable(result):
+            task = create_task(contained(result, timeout))
+            tasks[task] = name
+            if owner is not None:
+                owner.own(name, task)
     if not tasks:
         return failures
     done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
-        task.cancel()
         failures.append(DeliveryFailure(tasks[task], event_type, f"timed out after {timeout}s"))
-    if pending:
-        await asyncio.wait(pending)  # let cancellation finish; no task outlives delivery
+    for task in await end_tasks(pending):
+        why = "ignored cancellation and closing; still running"
+        failures.append(DeliveryFailure(tasks[task], event_type, why))
     for task in done:
         error = task.exception()
+        if isinstance(error, PluginExited):
+            error = error.original
         if error is not None:
             reason = f"{type(error).__name__}: {error}"
             failures.append(DeliveryFailure(tasks[task], event_type, reason))

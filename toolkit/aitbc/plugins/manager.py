@@ -120,9 +120,37 @@ class PluginManager:
         return self._host.errors.get(plugin_name)
 
     def health_report(self) -> dict[str, dict[str, Any]]:
-        """Status, last health check, step timings and error counts, per known plugin."""
-        report = {name: record.describe() for name, record in self._host.records.items()}
-        return self._host.redactor.data(report)  # type: ignore[no-any-return]
+        """Status, last health check, step timings and error counts of every plugin the
+        configuration names (loaded or not, with why not) and every other known one.
+        ``degraded``: ``degraded_after_errors`` failures or more within ``error_window``."""
+        host, settings = self._host, self.settings
+        report = {
+            name: record.describe(settings.error_window, settings.degraded_after_errors)
+            for name, record in host.records.items()
+        }
+        for name, entry in settings.plugins.items():
+            if name not in report:
+                report[name] = self._not_loaded(name, entry.enabled)
+        return host.redactor.data(report)  # type: ignore[no-any-return]
+
+    def _not_loaded(self, name: str, enabled: bool) -> dict[str, Any]:
+        host = self._host
+        if host.discovered is None:
+            host.discover()
+        found = (host.discovered or {}).get(name)
+        if not enabled:
+            reason = f"{name} is disabled in the configuration (enabled: false)"
+        elif found is None:
+            reason = f"no plugin named {name!r} in plugin_paths or entry points"
+        else:
+            reason = host.errors.get(name, "not loaded")
+        return {
+            "name": name, "status": (_S.UNLOADED if found or not enabled else _S.ERROR).value,
+            "version": found.version if found else None,
+            "source": found.source if found else None,
+            "location": found.location if found else None, "health": None, "timings": {},
+            "error_count": 0, "last_error": reason, "errors_in_window": 0, "degraded": False,
+        }  # fmt: skip
 
     async def check_health(self) -> dict[str, dict[str, Any]]:
         """Run every active plugin's ``health_check`` now (concurrently, bounded in time)."""
@@ -134,7 +162,7 @@ class PluginManager:
             try:
                 result = await run_with_timeout(record.plugin.health_check(), timeout)
                 record.health = redactor.data(dict(result))
-            except Exception as exc:
+            except Exception as exc:  # PluginExited too: run_with_timeout contains exits
                 record.error_count += 1
                 reason = describe_exception("health_check", exc, timeout)
                 record.health = {"status": "error", "error": redactor.text(reason)}
@@ -158,6 +186,7 @@ class PluginManager:
             self._health_task = None
         async with self._lock():
             await shutdown_all(self._host)
+            await self._host.end_deliveries()  # the host's own subscribers' too
 
     async def __aenter__(self) -> PluginManager:
         await self.startup()
