@@ -62,11 +62,13 @@ class Watchdog:
         self._marked: dict[int, float] = {}  # loop thread id -> deadline (monotonic)
         self._fired: dict[int, float] = {}  # thread id -> when it was last raised into
         self._thread: threading.Thread | None = None
+        self._stop = False  # end the thread once nothing is marked
 
     def _mark(self, deadline: float) -> int:
         ident = threading.get_ident()
         with self._lock:
             self._marked[ident] = deadline
+            self._stop = False
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._watch, name="aitbc-plugin-watchdog", daemon=True
@@ -82,9 +84,21 @@ class Watchdog:
         if fired:
             _absorb()
 
+    def stop_when_idle(self) -> None:
+        """End the watcher thread now if nothing is marked (a host shutting down leaves
+        no thread behind); the next marked call starts it again."""
+        with self._lock:
+            thread, self._stop = self._thread, True
+            self._wake.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)
+
     def _watch(self) -> None:
         with self._lock:
             while True:
+                if self._stop and not self._marked:
+                    self._thread = None
+                    return
                 now = time.monotonic()
                 for ident, deadline in self._marked.items():
                     last = self._fired.get(ident)

@@ -13,6 +13,7 @@ from ._bulk import auto_load, shutdown_all
 from ._host import Host, describe_exception
 from ._records import PluginRecord
 from ._timeouts import run_with_timeout
+from ._watchdog import WATCHDOG
 from .base import BasePlugin
 from .config import ManagerConfig
 from .errors import PluginLoadError
@@ -187,6 +188,7 @@ class PluginManager:
         async with self._lock():
             await shutdown_all(self._host)
             await self._host.end_deliveries()  # the host's own subscribers' too
+        WATCHDOG.stop_when_idle()
 
     async def __aenter__(self) -> PluginManager:
         await self.startup()
