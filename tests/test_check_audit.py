@@ -522,19 +522,26 @@ def test_included_requirement_files_are_read_inside_the_project_only(
     assert "-r /etc/hostname: not a file of the project" in outcome.findings[0].message
 
 
+def _requiring(
+    tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path, name: str, requirement: str
+) -> Built:
+    """A generated plugin that also requires ``requirement``, in both files, built."""
+    where = tmp_path_factory.mktemp(name)
+    project = make_project(name, "base", where / "src")
+    sdk = "aitbc-plugins>=1.0.0"
+    for file, old, new in (
+        ("requirements.txt", sdk, f"{sdk}\n{requirement}"),
+        ("pyproject.toml", f'"{sdk}",', f'"{sdk}",\n    "{requirement}",'),
+    ):
+        path = project / file
+        path.write_text(path.read_text().replace(old, new))
+    return _build(project, sdk_wheel, where)
+
+
 @pytest.fixture(scope="module")
 def ranged(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Built:
     """A plugin requiring urllib3>=1.0: the newest release installs, older ones are admitted."""
-    where = tmp_path_factory.mktemp("ranged")
-    project = make_project("audit-ranged", "base", where / "src")
-    for name, old, new in (
-        ("requirements.txt", "aitbc-plugins>=1.0.0", "aitbc-plugins>=1.0.0\nurllib3>=1.0"),
-        ("pyproject.toml", '"aitbc-plugins>=1.0.0",',
-         '"aitbc-plugins>=1.0.0",\n    "urllib3>=1.0",'),
-    ):  # fmt: skip
-        path = project / name
-        path.write_text(path.read_text().replace(old, new))
-    return _build(project, sdk_wheel, where)
+    return _requiring(tmp_path_factory, sdk_wheel, "audit-ranged", "urllib3>=1.0")
 
 
 def test_a_range_that_admits_vulnerable_releases_names_the_fixing_lower_bound(
@@ -570,16 +577,7 @@ def test_the_policy_can_make_range_findings_warnings(ranged: Built, tmp_path: Pa
 @pytest.fixture(scope="module")
 def transitive(tmp_path_factory: pytest.TempPathFactory, sdk_wheel: Path) -> Built:
     """requests 2.19.1 pulls in urllib3 1.23, which has advisories of its own."""
-    where = tmp_path_factory.mktemp("transitive")
-    project = make_project("audit-transitive", "base", where / "src")
-    for name, old, new in (
-        ("requirements.txt", "aitbc-plugins>=1.0.0", "aitbc-plugins>=1.0.0\nrequests==2.19.1"),
-        ("pyproject.toml", '"aitbc-plugins>=1.0.0",',
-         '"aitbc-plugins>=1.0.0",\n    "requests==2.19.1",'),
-    ):  # fmt: skip
-        path = project / name
-        path.write_text(path.read_text().replace(old, new))
-    return _build(project, sdk_wheel, where)
+    return _requiring(tmp_path_factory, sdk_wheel, "audit-transitive", "requests==2.19.1")
 
 
 def test_a_transitive_finding_is_located_at_the_requirement_that_pulls_it_in(
