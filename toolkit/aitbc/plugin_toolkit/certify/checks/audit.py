@@ -99,7 +99,7 @@ def declared_pins(root: str, declared: DeclaredSet) -> Dependencies:
 class Audited:
     """What pip-audit said: findings, what it could not audit, ids per package."""
 
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[tuple[str, Finding]] = field(default_factory=list)  # (package, unplaced)
     unaudited: dict[str, str] = field(default_factory=dict)
     ids: dict[str, set[str]] = field(default_factory=dict)
     audited: list[str] = field(default_factory=list)
@@ -184,7 +184,7 @@ class AuditCheck:
                 deps.pinned.setdefault(name, pinned)
                 deps.via.setdefault(name, plugin.distribution)
         audited = self._audited(context, deps or pins, index)
-        findings += [self._located(context, f, deps, declared) for f in audited.findings]
+        findings += [self._located(name, f, deps, declared) for name, f in audited.findings]
         if deps is None:
             for item in declared.direct():  # an extra's own needs are never installed
                 if (
@@ -287,7 +287,7 @@ class AuditCheck:
                 audited.unaudited[name] = "unreadable advisory record(s): " + "; ".join(problems)
             for vuln in (entry or {}).get("vulns", []):
                 finding = self._finding(deps, name, vuln, index)
-                audited.findings.append(finding)
+                audited.findings.append((name, finding))
                 audited.ids.setdefault(name, set()).update(
                     [str(vuln.get("id")), *map(str, vuln.get("aliases", []))]
                 )
@@ -320,14 +320,13 @@ class AuditCheck:
         parent = deps.via.get(name, deps.root)
         if canonicalize_name(parent) != canonicalize_name(deps.root):
             message += f" (required by {parent})"
-        return Finding(f"audit.{vid}", severity, message, name)  # located by _located
+        return Finding(f"audit.{vid}", severity, message)  # placed by _located
 
     @staticmethod
     def _located(
-        context: CheckContext, finding: Finding, deps: Dependencies | None, declared: DeclaredSet
+        name: str, finding: Finding, deps: Dependencies | None, declared: DeclaredSet
     ) -> Finding:
-        """A vulnerability at the line of the plugin's own requirement that pulls it in."""
-        name = finding.file or ""
+        """``name``'s vulnerability at the line of the plugin's requirement that pulls it in."""
         direct = _closure.pulled_in_by(deps, name) if deps is not None else name
         item = next((d for d in declared.direct() if d.name == direct and d.file), None)
         message = finding.message
