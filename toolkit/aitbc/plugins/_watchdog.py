@@ -5,9 +5,10 @@ pass`` in ``handle_event`` never gives.  So plugin code runs *marked*: each step
 plugin's coroutine (each ``send`` into it) records its deadline, and a watcher thread
 that finds a step past its deadline raises :class:`HeldTheLoop` in the loop's thread
 (``PyThreadState_SetAsyncExc``, the interpreter's own way to raise in another thread).
-A lock makes the check and the raise one act with the unmarking, and the unmarking
-takes delivery of one raised too late, so the exception surfaces only inside the marked
-step, never in the host's own code.
+The watcher looks every 50 ms; a step it sees
+running on two looks ``limit`` seconds apart is stopped.  A lock makes its decision and
+raise one act with the step's leaving, and the leaving takes delivery of one raised too
+late, so the exception surfaces only inside the marked step, never in the host's code.
 
 What it cannot stop: native code that does not return to Python (a C extension's
 hang, ``time.sleep`` of an hour is interrupted only when it returns), and code that
@@ -53,76 +54,102 @@ def _absorb() -> None:
         return
 
 
+class _Slot:
+    """One loop thread's marking: ``seq`` is odd while a marked step runs."""
+
+    __slots__ = ("fired", "ident", "limit", "seq")
+
+    def __init__(self, ident: int) -> None:
+        self.ident, self.seq, self.limit, self.fired = ident, 0, 0.0, False
+
+
 class Watchdog:
-    """One watcher thread for a process: started on first use, idle when nothing runs."""
+    """One watcher thread for a process: started on first use, ended at a host's
+    shutdown.  Entering a marked step costs two attribute writes and no lock; leaving
+    it takes the lock, which the watcher holds while it decides and raises, so the
+    raise lands inside the step or is taken delivery of on the way out."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._marked: dict[int, float] = {}  # loop thread id -> deadline (monotonic)
-        self._fired: dict[int, float] = {}  # thread id -> when it was last raised into
+        self._slots: dict[int, _Slot] = {}
+        self._local = threading.local()
         self._thread: threading.Thread | None = None
-        self._stop = False  # end the thread once nothing is marked
+        self._stop = False
 
-    def _mark(self, deadline: float) -> int:
-        ident = threading.get_ident()
-        with self._lock:
-            self._marked[ident] = deadline
-            self._stop = False
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._watch, name="aitbc-plugin-watchdog", daemon=True
-                )
-                self._thread.start()
-            self._wake.notify()
-        return ident
+    def _slot(self) -> _Slot:
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        if slot is None:
+            slot = self._local.slot = _Slot(threading.get_ident())
+            with self._lock:
+                self._slots[slot.ident] = slot
+        if self._thread is None or self._stop:
+            with self._lock:
+                self._stop = False
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._watch, name="aitbc-plugin-watchdog", daemon=True
+                    )
+                    self._thread.start()
+        return slot
 
-    def _unmark(self, ident: int) -> None:
+    def _enter(self, limit: float) -> _Slot:
+        slot = self._slot()
+        slot.limit = limit
+        slot.seq += 1  # odd: inside
+        return slot
+
+    def _leave(self, slot: _Slot) -> None:
         with self._lock:
-            self._marked.pop(ident, None)
-            fired = self._fired.pop(ident, None) is not None
+            slot.seq += 1  # even: outside
+            fired, slot.fired = slot.fired, False
         if fired:
             _absorb()
 
     def stop_when_idle(self) -> None:
-        """End the watcher thread now if nothing is marked (a host shutting down leaves
-        no thread behind); the next marked call starts it again."""
+        """End the watcher thread (a host shutting down leaves no thread behind); the
+        next marked call starts it again."""
         with self._lock:
             thread, self._stop = self._thread, True
-            self._wake.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)
 
     def _watch(self) -> None:
-        with self._lock:
-            while True:
-                if self._stop and not self._marked:
+        seen: dict[int, tuple[int, float, float]] = {}  # ident -> (seq, first seen, last raise)
+        while True:
+            time.sleep(_LOOK_EVERY_S)
+            with self._lock:
+                if self._stop:
                     self._thread = None
                     return
                 now = time.monotonic()
-                for ident, deadline in self._marked.items():
-                    last = self._fired.get(ident)
-                    due = now >= deadline and (last is None or now - last >= _AGAIN_AFTER_S)
-                    if due:  # under the lock: it is still in plugin code
-                        self._fired[ident] = now
+                for ident, slot in self._slots.items():
+                    seq = slot.seq
+                    if not seq % 2:
+                        seen.pop(ident, None)
+                        continue
+                    was = seen.get(ident)
+                    if was is None or was[0] != seq:
+                        seen[ident] = (seq, now, 0.0)
+                        continue
+                    _, since, raised = was
+                    if now - since >= slot.limit and now - raised >= _AGAIN_AFTER_S:
+                        slot.fired = True  # under the lock: it is still in the step
+                        seen[ident] = (seq, since, now)
                         ctypes.pythonapi.PyThreadState_SetAsyncExc(
                             ctypes.c_ulong(ident), ctypes.py_object(HeldTheLoop)
                         )
-                soonest = min(self._marked.values(), default=None)
-                wait = None if soonest is None else max(soonest - now, _LOOK_EVERY_S)
-                self._wake.wait(wait)
 
     def call(self, function: Callable[[], T], limit: float | None) -> T:
         """``function()``, stopped when it runs past ``limit`` seconds."""
         if limit is None:
             return function()
-        ident = self._mark(time.monotonic() + limit)
+        slot = self._enter(limit)
         try:
             try:
                 return function()
             finally:
-                self._unmark(ident)
-        except HeldTheLoop:  # raised in the call, or in the unmarking right after it
+                self._leave(slot)
+        except HeldTheLoop:  # raised in the call, or in the leaving right after it
             raise PluginHeldTheLoop(limit) from None
 
     def guard(self, awaitable: Awaitable[T], limit: float | None) -> Awaitable[T]:
@@ -138,19 +165,20 @@ class _Guarded(Awaitable[T]):
 
     def __await__(self) -> Generator[Any, Any, T]:
         inner = self._awaitable.__await__()
+        enter, leave, limit = self._watchdog._enter, self._watchdog._leave, self._limit
         sending: Any = None
         throwing: BaseException | None = None
         while True:
-            ident = self._watchdog._mark(time.monotonic() + self._limit)
+            slot = enter(limit)
             try:
                 try:
                     yielded = inner.send(sending) if throwing is None else inner.throw(throwing)
                 finally:
-                    self._watchdog._unmark(ident)
+                    leave(slot)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            except HeldTheLoop:  # in the step, or in the unmarking right after it
-                raise PluginHeldTheLoop(self._limit) from None
+            except HeldTheLoop:  # in the step, or in the leaving right after it
+                raise PluginHeldTheLoop(limit) from None
             try:
                 sending, throwing = (yield yielded), None
             except BaseException as exc:  # cancellation and the like: into the plugin
