@@ -68,9 +68,6 @@ class Deliveries:
         self._left = {t: n for t, n in self._left.items() if not t.done()}
         return {t: n for t, n in owned.items() if receiver is None or n == receiver}
 
-    def running(self, receiver: str | None = None) -> int:
-        return len(self._owned(receiver))
-
     async def end(self, receiver: str | None = None) -> list[str]:
         """Stop ``receiver``'s tasks (every task: None); the receivers still running."""
         owned = self._owned(receiver)

@@ -10,6 +10,7 @@ read with pip-requirements-parser (pip's own grammar, as pip-audit reads it).
 from __future__ import annotations
 
 import email.parser
+import functools
 import importlib.metadata
 import re
 import zipfile
@@ -228,8 +229,10 @@ def declared_requirements(wheel: Path, workdir: Path) -> DeclaredSet:
     return declared
 
 
+@functools.cache  # the installed SDK does not change under a running toolkit
 def sdk_requirements() -> dict[str, Requirement]:
-    """What the SDK itself requires at run time (its extras left out), by canonical name."""
+    """What the SDK itself requires at run time (its extras left out), by canonical name.
+    Callers must not change the mapping: it is shared."""
     wanted: dict[str, Requirement] = {}
     env = {str(k): str(v) for k, v in default_environment().items()}
     for raw in importlib.metadata.requires(SDK) or []:
