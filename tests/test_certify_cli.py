@@ -96,6 +96,10 @@ def test_certified_plugin_every_output_dist_and_untouched_project(
     assert again.returncode == 0, again.stderr
     warm = json.loads(again.stdout)
     assert {c["id"] for c in warm["checks"] if c["cached"]} == CACHED_CHECKS
+    # ... the plugin is not imported again to ask for its metadata (its answer was
+    # quiet, and is kept), yet the registry entry is the same ...
+    assert len(list((cache / "aitbc-plugin" / "answers").glob("*.json"))) == 1
+    assert warm["registry_entry"] == report["registry_entry"]
     # ... and the unchanged tree is not built again: the very same sdist (whose gzip
     # header holds the build time) comes back, with the same checksums.
     assert warm["artifacts"] == report["artifacts"]

@@ -174,7 +174,8 @@ def test_processes_started_in_every_phase_do_not_outlive_certify(
         setup=f'{OUTLIVE}\n\n_outlive("{tag}-build")\n',
         tests=f'\n{OUTLIVE}\n\ndef test_outlives() -> None:\n    _outlive("{tag}-tests")\n',
     )
-    run = certify(project(tmp_path, "outliving-plugin", hostile), policy, cache)
+    project_dir = project(tmp_path, "outliving-plugin", hostile)
+    run = certify(project_dir, policy, cache)
     alive = processes_with(tag)
     try:
         assert alive == []  # the harm: nothing of the plugin's runs on after certify
@@ -198,6 +199,16 @@ def test_processes_started_in_every_phase_do_not_outlive_certify(
     # The worker's supervisor saw its orphan from outside, too.
     outside = run.findings("lifecycle", "lifecycle.leak.process")
     assert outside and outside[0].startswith("step after cleanup: left a process running: pid ")
+    # The same plugin again, same cache: what its import did is seen again, not hidden
+    # by a cached answer of the metadata probe (only quiet answers are kept).
+    again = certify(project_dir, policy, cache)
+    try:
+        assert processes_with(tag) == []
+    finally:
+        for pid, _ in processes_with(tag):
+            os.kill(pid, signal.SIGKILL)
+    (seen_again,) = again.findings("metadata", "metadata.process")  # asked again: a new pid
+    assert seen_again.startswith("import: left running pid ") and f"{tag}-import)" in seen_again
 
 
 def test_answers_forged_on_the_result_channel_at_import_are_refused(
@@ -315,7 +326,8 @@ def test_a_plugin_that_reads_the_jails_paths_is_caught(
 
 def test_tampering_with_the_toolkit_cache_changes_nothing(tmp_path: Path, policy: Path) -> None:
     """Tampering with the toolkit cache: from setup.py and at import the plugin tries to
-    rewrite every wheel of the caller's cache (given their real paths) and to drop a .pth
+    rewrite every wheel of the caller's cache and the metadata probe's cached answer
+    (given their real paths) and to drop a .pth
     into the site-packages it runs from.  Each phase names each try, the wheels keep
     their bytes, and a good plugin certified after it with the same cache passes."""
     cache = tmp_path / "cache"  # its own: this plugin is after it
@@ -323,19 +335,21 @@ def test_tampering_with_the_toolkit_cache_changes_nothing(tmp_path: Path, policy
     assert first.report["certified"], first.excerpt()
     wheels = sorted(cache.rglob("*.whl"))
     assert any("sdk-wheels" in w.parts for w in wheels) and any("builds" in w.parts for w in wheels)
-    before = sha256_of(wheels)
-    tamper = TAMPER.replace("@WHEELS@", repr([str(w) for w in wheels]))
+    answers = sorted(cache.glob("aitbc-plugin/answers/*.json"))  # the probe's, reused
+    assert len(answers) == 1
+    before = sha256_of(wheels + answers)
+    tamper = TAMPER.replace("@WHEELS@", repr([str(w) for w in wheels + answers]))
     tamper = tamper.replace("@CACHE@", repr(str(cache)))
     hostile = Hostile(module=f'{tamper}\n\n_tamper("import")\n',
                       setup=f'{tamper}\n\n_tamper("build")\n')  # fmt: skip
     run = certify(project(tmp_path / "b", "tampering-plugin", hostile), policy, cache)
-    assert sha256_of(wheels) == before  # the harm: not one wheel of the cache changed
+    assert sha256_of(wheels + answers) == before  # the harm: not one file of it changed
     assert sorted(cache.rglob("*.whl")) == wheels and list(cache.rglob("zz-poison.pth")) == []
     assert not run.report["certified"] and run.returncode == 1
     for phase, check_id in PHASES.items():
         writes = run.findings(check_id, f"{check_id}.write")
         assert run.check(check_id)["status"] == "failed", run.excerpt(check_id)
-        for wheel in wheels:
+        for wheel in wheels + answers:
             assert any(m.startswith(f"{phase}: tried to write {wheel} (") for m in writes), (
                 wheel, run.excerpt(check_id),
             )  # fmt: skip

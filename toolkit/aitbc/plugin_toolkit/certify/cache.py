@@ -72,6 +72,36 @@ class ResultCache:
         write_atomic(self.root / f"{key}.json", json.dumps(result.as_dict()).encode())
 
 
+class AnswerCache:
+    """The metadata probe's answer for a wheel asked before, under the same salt (toolkit,
+    tools, policy, Python) and the same probe script.  Only a quiet answer is kept: a
+    probe whose import did anything of note (or that failed) is asked again next time,
+    and watched again, as a build is."""
+
+    def __init__(self, root: Path | None, salt: str) -> None:
+        self.root = root / "answers" if root else None
+        self.salt = salt
+
+    def key(self, inputs: list[Path], base: Path) -> str:
+        digest = hashlib.sha256(f"probe\0{self.salt}\0{fingerprint(inputs, base)}".encode())
+        return digest.hexdigest()
+
+    def get(self, key: str) -> object | None:
+        if self.root is None:
+            return None
+        try:
+            answer: object = json.loads((self.root / f"{key}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # absent or damaged: ask the plugin
+        return answer
+
+    def put(self, key: str, answer: object) -> None:
+        if self.root is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.root / f"{key}.json", json.dumps(answer).encode())
+
+
 class BuildCache:
     """The wheel and sdist of a source tree seen before.  Builds are reproducible
     (SOURCE_DATE_EPOCH is fixed, and the `build` check proves it for every wheel it

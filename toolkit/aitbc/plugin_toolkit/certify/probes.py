@@ -18,6 +18,7 @@ from aitbc.plugins.sandbox.jail import interpreter_paths, run_observed
 from aitbc.plugins.sandbox.trace import Behaviour
 
 from .base import CheckContext, CheckError
+from .cache import AnswerCache
 from .checks._signatures import interface_names
 
 
@@ -67,14 +68,23 @@ class MetadataProbe:
         )
 
 
-def run_metadata_probe(context: CheckContext) -> MetadataProbe:
-    """Run checks/metadata_probe.py in the plugin environment."""
-    _, plugin = context.built_plugin()
+def run_metadata_probe(context: CheckContext, kept: AnswerCache | None = None) -> MetadataProbe:
+    """Run checks/metadata_probe.py in the plugin environment, or read the answer it gave
+    for the same wheel before (``kept``), when that answer was a quiet one."""
+    wheel, plugin = context.built_plugin()
+    probe = context.checks_dir / "metadata_probe.py"
+    key = kept.key([wheel, probe], context.workdir.parent) if kept else None
+    if kept is not None and key is not None:
+        cached = kept.get(key)
+        try:
+            if cached is not None:
+                return dataclasses.replace(MetadataProbe.from_answer(cached), behaviour=Behaviour())
+        except CheckError:
+            pass  # a damaged answer: ask the plugin again
     environment = context.environment()
     folder = context.scratch / "metadata-probe"
     folder.mkdir(parents=True, exist_ok=True)
     timeout = context.policy.tool_timeout_s
-    probe = context.checks_dir / "metadata_probe.py"
     nonce = secrets.token_hex(16)
     observed = run_observed(
         [str(environment.python), str(probe), plugin.name, *interface_names()],
@@ -100,4 +110,7 @@ def run_metadata_probe(context: CheckContext) -> MetadataProbe:
     except json.JSONDecodeError:
         raise CheckError(f"the metadata probe's answer is not JSON: {answers[0][:80]!r}") from None
     found = MetadataProbe.from_answer(answer)
+    quiet = observed.behaviour is None or not observed.behaviour.actions
+    if kept is not None and key is not None and quiet and found.error is None:
+        kept.put(key, answer)
     return dataclasses.replace(found, behaviour=observed.behaviour)

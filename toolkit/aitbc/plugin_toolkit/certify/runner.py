@@ -24,7 +24,7 @@ from ..files import write_atomic
 from . import checks as registry
 from .base import Check, CheckContext, CheckError, Lazy, PluginEnvironment
 from .behaviour import PHASE_CHECKS
-from .cache import BuildCache, ResultCache, cache_root
+from .cache import AnswerCache, BuildCache, ResultCache, cache_root
 from .causes import Causes, blocked_by, name_once
 from .distributions import BuildOutcome, build_distributions, plugin_info
 from .environment import environment_for
@@ -132,7 +132,8 @@ def certify(
             allow_incomplete_audit=options.allow_incomplete_audit or policy.allow_incomplete_audit,
         )
         causes = Causes(base)
-        context = _with_shared_values(base, root, options.use_cache, causes)
+        answers = AnswerCache(root if options.use_cache else None, builds.salt)
+        context = _with_shared_values(base, root, options.use_cache, causes, answers)
         every = registry.CHECKS
         selected = [c for c in every if not options.only or c.id in options.only]
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
@@ -171,7 +172,7 @@ def _build(
 
 
 def _with_shared_values(
-    context: CheckContext, root: Path, reuse: bool, causes: Causes
+    context: CheckContext, root: Path, reuse: bool, causes: Causes, answers: AnswerCache
 ) -> CheckContext:
     """The context with what checks compute for one another, each made once per run by
     whichever check asks first: the plugin environment and the metadata probe.  Their
@@ -183,7 +184,7 @@ def _with_shared_values(
         return environment_for(wheel, root, reuse=reuse, timeout=context.policy.tool_timeout_s)
 
     shared = replace(context, plugin_environment=Lazy(causes.noted(make_environment)))
-    probe = causes.noted(lambda: run_metadata_probe(shared))
+    probe = causes.noted(lambda: run_metadata_probe(shared, answers))
     return replace(shared, metadata_probe=Lazy(probe))
 
 
