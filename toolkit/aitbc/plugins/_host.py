@@ -9,7 +9,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from ._records import PluginRecord, RecordedFailure
@@ -24,6 +24,8 @@ from .secrets import RedactingFilter, Redactor
 from .status import PluginStatus
 
 _S = PluginStatus
+RESTART_BACKOFF_S = 0.5  # before the first restart of a dead worker; doubled each time
+RESTART_BACKOFF_MAX_S = 30.0
 #: How deep the current event delivery is nested (events published by handlers).
 _DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("aitbc_event_depth", default=0)
 
@@ -52,6 +54,10 @@ class Host:
         self.discovered: dict[str, DiscoveredPlugin] | None = None
         self.deliveries = Deliveries()  # every event handler task, by receiver
         self.dropped_events: dict[str, int] = {}  # event type -> dropped as too deep
+        # Isolated plugins: their publishes being delivered, their pending restarts.
+        self.background: set[asyncio.Task[Any]] = set()
+        self.restart: Callable[[str], Awaitable[bool]] | None = None  # set by the manager
+        self.starting: asyncio.Semaphore | None = None  # workers starting at once
 
     def logger(self, name: str) -> logging.Logger:
         """A logger that never shows a configured secret."""
@@ -176,6 +182,60 @@ class Host:
             return f"requires {dep}{wanted}, found {version}"
         return None
 
+    # -- isolated plugins ------------------------------------------------------------------
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def publish_from(self, name: str, event_type: str, data: dict[str, Any], depth: int) -> None:
+        """An isolated plugin published: delivered as an in-process plugin's publish is,
+        at the depth of the event it was handling."""
+
+        async def publish() -> None:
+            token = _DEPTH.set(depth)
+            try:
+                await self.dispatch(event_type, data, name)
+            finally:
+                _DEPTH.reset(token)
+
+        self._in_background(publish())
+
+    def refused(self, record: PluginRecord, permission: str, what: str) -> None:
+        note = f"refused: {what} (no {permission} permission)"
+        if note not in record.refusals:
+            record.refusals.append(note)
+            self.log.warning("plugin %s: %s", record.name, note)
+
+    def worker_died(self, record: PluginRecord, reason: str) -> None:
+        """An isolated plugin's worker ended on its own: the plugin goes to ERROR with
+        the reason and, with ``restart: on-failure``, is started again after a backoff."""
+        if record.plugin is None or record.status is _S.UNLOADED:
+            return
+        self.fail(record, f"{record.name}: {reason}")
+        settings = self.settings.plugins.get(record.name)
+        if settings is None or settings.restart != "on-failure" or self.restart is None:
+            return
+        if record.restarts >= settings.max_restarts:
+            self.log.warning("plugin %s: not restarted again (max_restarts %d reached)",
+                             record.name, settings.max_restarts)  # fmt: skip
+            return
+        record.restarts += 1
+        delay = min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_S * 2 ** (record.restarts - 1))
+        restart = self.restart
+
+        async def again() -> None:
+            await asyncio.sleep(delay)
+            self.log.info("plugin %s: restarting (attempt %d)", record.name, record.restarts)
+            await restart(record.name)
+
+        self._in_background(again())
+
+    async def end_background(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+
     # -- events --------------------------------------------------------------------------
     async def dispatch(self, event_type: str, data: dict[str, Any], source: str | None) -> None:
         """To every active plugin but ``source``, and the host's subscribers.  Events
@@ -218,7 +278,16 @@ class Host:
             )
 
 
+def event_depth() -> int:
+    """How deep the event being delivered now is (0 outside any delivery)."""
+    return _DEPTH.get()
+
+
 def describe_exception(step: str, exc: BaseException, timeout: float) -> str:
+    from .isolated.link import WorkerFailed
+
+    if isinstance(exc, WorkerFailed):
+        return f"{step}: {exc}"
     if isinstance(exc, asyncio.TimeoutError):
         return f"{step} timed out after {timeout:g}s"
     if isinstance(exc, PluginExited):

@@ -19,6 +19,7 @@ from .context import PluginContext
 from .discovery import is_module_imported, load_plugin_class
 from .errors import MetadataError, PluginError, PluginLoadError
 from .events import PluginEventBus
+from .isolated.launch import launch
 from .legacy import LegacyPluginAdapter, looks_like_legacy_plugin
 from .metadata import parse_dependency
 from .status import PluginStatus
@@ -30,6 +31,8 @@ def instantiate_now(host: Host, record: PluginRecord) -> bool:
     """Instantiate without awaiting when no plugin code needs importing (the common case
     for a host with many plugins: no task per plugin).  False, doing nothing, when an
     import is needed: then await :func:`instantiate`."""
+    if _isolated(host, record):
+        return False
     if _enabled(host, record) and not is_module_imported(record.found):
         return False
     with _recording(host, record):
@@ -42,7 +45,16 @@ async def instantiate(host: Host, record: PluginRecord) -> None:
     """Import, construct and validate; the plugin ends LOADING (or the record ERROR)."""
     with _recording(host, record):
         _check_enabled(host, record)
-        _build(host, record, await _import(host, record))
+        if _isolated(host, record):  # its code runs in its worker, never here
+            config = host.settings.plugin_config(record.name, host.redactor, host.environ)
+            record.plugin = await launch(host, record, config)
+            _validate(host, record, record.plugin, config)
+        else:
+            _build(host, record, await _import(host, record))
+
+
+def _isolated(host: Host, record: PluginRecord) -> bool:
+    return host.settings.isolation_of(record.name) == "process"
 
 
 def _enabled(host: Host, record: PluginRecord) -> bool:
@@ -111,6 +123,11 @@ def _build(host: Host, record: PluginRecord, cls: Any) -> None:
     name = record.name
     config = host.settings.plugin_config(name, host.redactor, host.environ)
     record.plugin = plugin = _construct(host, cls, name, config, record)
+    _validate(host, record, plugin, config)
+
+
+def _validate(host: Host, record: PluginRecord, plugin: BasePlugin, config: dict[str, Any]) -> None:
+    name = record.name
     if plugin.metadata.name != name:
         raise PluginLoadError(
             f"{record.found.location} calls itself {plugin.metadata.name!r}, not {name!r}"
@@ -145,6 +162,12 @@ def _construct(
         event_bus=PluginEventBus(host.event_bus, host.dispatch, name),
         api_client=host.api_client,
     )
+    return make_instance(cls, context, record.found.location)
+
+
+def make_instance(cls: Any, context: PluginContext, location: str) -> BasePlugin:
+    """The plugin, from what its module gave (a class, a legacy class, a factory); the
+    same words for a failure in the host's process and in an isolated worker."""
     if isinstance(cls, type) and issubclass(cls, BasePlugin):
         try:
             return cls(context)
@@ -167,4 +190,4 @@ def _construct(
             return made
         raise PluginLoadError(f"create_plugin(context) returned {type(made).__name__}, "
                               "not a BasePlugin")  # fmt: skip
-    raise PluginLoadError(f"{record.found.location} is not a BasePlugin subclass")
+    raise PluginLoadError(f"{location} is not a BasePlugin subclass")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,11 @@ class PluginRecord:
     temp_dir: str | None = None
     # Every failure (lifecycle, health, events) with its time: the error rate.
     failures: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=1000))
+    # Isolated plugins: what the kernel refused them, worker restarts, and the host-bus
+    # subscriptions made for their worker (removed when the instance goes).
+    refusals: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    restarts: int = 0
+    unsubscribers: list[Callable[[], None]] = field(default_factory=list)
 
     def note_failure(self, reason: str) -> None:
         self.failures.append((time.monotonic(), reason))
@@ -63,7 +69,14 @@ class PluginRecord:
         self.dependencies = merged
 
     def release(self) -> None:
-        """Forget the instance and remove its temporary directory."""
+        """Forget the instance (an isolated one's worker is killed, if still there) and
+        remove its temporary directory."""
+        for unsubscribe in self.unsubscribers:
+            unsubscribe()
+        self.unsubscribers.clear()
+        worker = getattr(self.plugin, "worker", None)
+        if worker is not None:
+            worker.stop()
         if self.temp_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.temp_dir = None
@@ -73,6 +86,7 @@ class PluginRecord:
     def describe(self, window: float = 60.0, degraded_after: int = 5) -> dict[str, Any]:
         plugin = self.plugin
         recent = self.recent_failures(window)
+        worker = getattr(plugin, "worker", None)
         return {
             "name": self.name,
             "status": self.status.value,
@@ -85,4 +99,7 @@ class PluginRecord:
             "last_error": self.error or self.last_failure,
             "errors_in_window": recent,
             "degraded": recent >= degraded_after,
+            "isolated": worker is not None,
+            "restarts": self.restarts,
+            "refused": list(self.refusals),
         }

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import yaml
@@ -27,6 +27,27 @@ DEFAULT_EVENT_TIMEOUT = 10.0  # a looping handler must not hold every broadcast 
 DEFAULT_MAX_EVENT_DEPTH = 8  # events published from handlers, nested
 DEFAULT_ERROR_WINDOW = 60.0
 DEFAULT_DEGRADED_AFTER_ERRORS = 5
+
+Isolation = Literal["none", "process"]
+Restart = Literal["no", "on-failure"]
+DEFAULT_MAX_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """What an isolated plugin's worker process may use (``limits`` in the config).
+    ``cpu_s`` is CPU time over the worker's life; a restart starts it afresh."""
+
+    memory_mb: int = 512
+    cpu_s: int = 3600
+    open_files: int = 256
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, base: WorkerLimits) -> WorkerLimits:
+        raw = raw or {}
+        return cls(**{name: int(raw.get(name, getattr(base, name)))
+                      for name in ("memory_mb", "cpu_s", "open_files")})  # fmt: skip
+
 
 _ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -124,6 +145,10 @@ class PluginSettings:
     config: Mapping[str, Any] = field(default_factory=dict)
     dependencies: tuple[str, ...] = ()
     class_name: str | None = None  # `class:`: which class of its module to load
+    isolation: Isolation | None = None  # None: the manager's default
+    limits: WorkerLimits = field(default_factory=WorkerLimits)
+    restart: Restart = "no"
+    max_restarts: int = DEFAULT_MAX_RESTARTS
 
 
 @dataclass(frozen=True)
@@ -143,6 +168,13 @@ class ManagerConfig:
     max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH
     error_window: float = DEFAULT_ERROR_WINDOW
     degraded_after_errors: int = DEFAULT_DEGRADED_AFTER_ERRORS
+    isolation: Isolation = "none"  # the default for plugins whose entry does not say
+    limits: WorkerLimits = field(default_factory=WorkerLimits)  # isolated workers' default
+
+    def isolation_of(self, name: str) -> Isolation:
+        settings = self.plugins.get(name)
+        chosen = settings.isolation if settings is not None else None
+        return chosen or self.isolation
 
     @property
     def delivery_timeout(self) -> float:
@@ -181,6 +213,7 @@ class ManagerConfig:
                     raise ConfigError(
                         str(exc).split(": ", 2)[-1], f"config.plugins.{name}.dependencies[{i}]"
                     ) from None
+        limits = WorkerLimits.from_mapping(document.get("limits"), WorkerLimits())
         plugins = {
             name: PluginSettings(
                 name=name,
@@ -189,6 +222,10 @@ class ManagerConfig:
                 config=entry.get("config", {}),
                 dependencies=tuple(entry.get("dependencies", ())),
                 class_name=entry.get("class"),
+                isolation=entry.get("isolation"),
+                limits=WorkerLimits.from_mapping(entry.get("limits"), limits),
+                restart=entry.get("restart", "no"),
+                max_restarts=entry.get("max_restarts", DEFAULT_MAX_RESTARTS),
             )
             for name, entry in document.get("plugins", {}).items()
         }
@@ -215,6 +252,8 @@ class ManagerConfig:
             degraded_after_errors=document.get(
                 "degraded_after_errors", DEFAULT_DEGRADED_AFTER_ERRORS
             ),
+            isolation=document.get("isolation", "none"),
+            limits=limits,
         )
 
     @classmethod

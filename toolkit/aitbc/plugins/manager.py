@@ -51,6 +51,7 @@ class PluginManager:
         if settings.registry is not None:
             self.plugin_registry.load_file(settings.registry)
         self.log = host.log
+        host.restart = self._restart
         self._ops_lock: asyncio.Lock | None = None
         self._health_task: asyncio.Task[None] | None = None
 
@@ -185,9 +186,11 @@ class PluginManager:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
             self._health_task = None
+        await self._host.end_background()  # restarts pending, isolated plugins' publishes
         async with self._lock():
             await shutdown_all(self._host)
             await self._host.end_deliveries()  # the host's own subscribers' too
+            await self._host.end_background()
         WATCHDOG.stop_when_idle()
 
     async def __aenter__(self) -> PluginManager:
@@ -251,6 +254,11 @@ class PluginManager:
         for dependent in self._dependents(name):
             await self._unload(dependent.name)
         await self._host.teardown(record)
+
+    async def _restart(self, name: str) -> bool:
+        """A dead isolated plugin, unloaded and started again (``restart: on-failure``)."""
+        await self.unload_plugin(name)
+        return await self.start_plugin(name)
 
     async def _health_loop(self) -> None:
         while True:

@@ -95,7 +95,7 @@ def run(
     interrupted the wait (KeyboardInterrupt...) once the tree is dead."""
     began = time.monotonic()
     stdin = None if input is None else subprocess.PIPE
-    tree = _Tree(
+    tree = Tree(
         command, wrap, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
@@ -130,7 +130,7 @@ def spawn(
     unless given).  Leaving the block, however, kills the whole tree and reaps the child;
     past ``timeout`` seconds the tree is killed even while the block runs."""
     popen = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "pass_fds": tuple(pass_fds)}
-    tree = _Tree(command, wrap, cwd=cwd, env=env, **popen)
+    tree = Tree(command, wrap, cwd=cwd, env=env, **popen)
     backstop = threading.Timer(timeout, tree.kill)
     backstop.daemon = True
     try:
@@ -139,6 +139,23 @@ def spawn(
     finally:
         backstop.cancel()
         tree.close()
+
+
+def start(
+    command: Command,
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: Stream = None,
+    stdout: Stream = None,
+    stderr: Stream = None,
+    pass_fds: Sequence[int] = (),
+    wrap: Wrap | None = None,
+) -> Tree:
+    """Start a long-lived child whose owner bounds its life (a host's plugin worker:
+    each request to it has its own deadline, and the owner ends it).  The owner must
+    call :meth:`Tree.close`, which kills the whole tree."""
+    popen = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "pass_fds": tuple(pass_fds)}
+    return Tree(command, wrap, cwd=None, env=env, **popen)
 
 
 def kill_tree(pid: int, known: Iterable[int] | None = None, *, token: str | None = None) -> None:
@@ -154,7 +171,7 @@ def descendants(pid: int) -> list[int]:
 
 
 # -- starting --------------------------------------------------------------------------
-class _Tree:
+class Tree:
     """A started child and the means to end everything it started."""
 
     def __init__(
@@ -175,21 +192,27 @@ class _Tree:
             self.command, env=environment, start_new_session=True, **popen
         )
 
-    def kill(self) -> None:
+    def kill(self, known: Iterable[int] = ()) -> None:
+        """``known``: members seen earlier (a jail's, which carry no token and may have
+        become our orphans since), killed and reaped too."""
         with self._lock:
             pid = self.process.pid
             # Once reaped, the child's pid (and so its group and session id) may be
             # another's: neither signal that group nor follow its links; the token and
             # our own descendants still find what the tree left.
             if self.process.returncode is None:
-                _end_tree(pid, pid, self.token, ())
+                _end_tree(pid, pid, self.token, known)
             else:
-                _end_tree(None, None, self.token, ())
+                _end_tree(None, None, self.token, known)
 
-    def close(self) -> None:
+    def exited(self) -> bool:
+        """Whether the child exited, without reaping it (its pid stays ours)."""
+        return _exited(self.process)
+
+    def close(self, known: Iterable[int] = ()) -> None:
         """Kill the tree, reap the child, close our ends of its pipes."""
         try:
-            self.kill()
+            self.kill(known)
         finally:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=5 * REAP_S)  # SIGKILLed: only a D state delays it

@@ -147,6 +147,10 @@ class Jail:
     scratch: Path
     readable: tuple[Path, ...] = ()
     hidden: tuple[Path, ...] = field(default_factory=lambda: _default_hidden())
+    # A host's plugin worker: its data folder (and the paths it declares) it may write,
+    # and the host's network when it declares a network permission.
+    writable: tuple[Path, ...] = ()
+    network: bool = False
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The whole environment a jailed process gets: an allowlist, never inherited."""
@@ -165,7 +169,8 @@ class Jail:
             raise OSError("bubblewrap (bwrap) is not installed")
         for folder in (self.scratch / "home", self.scratch / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
-        args = [found, *_namespaces(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        namespaces = [*_namespaces(), "--share-net"] if self.network else _namespaces()
+        args = [found, *namespaces, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         # /tmp is always the jail's own: the scratch folder is mounted in it.
         for place in sorted({Path("/tmp"), *self.hidden}):  # noqa: S108
             args += ["--tmpfs", str(place)]
@@ -175,6 +180,8 @@ class Jail:
         for path in sorted({_real(p) for p in (*self.readable, cwd)}, key=len):
             if not within(path, list(self._scratch_forms())) and Path(path).exists():
                 args += ["--ro-bind", path, path]
+        for path in sorted({_real(p) for p in self.writable if p.exists()}, key=len):
+            args += ["--bind", path, path]
         args += ["--bind", scratch, INNER_SCRATCH, "--clearenv"]
         for key, value in env.items():
             args += ["--setenv", key, self.inside(value)]
