@@ -83,7 +83,7 @@ def vulnerability_db() -> list[str]:
 def demo() -> int:
     """A plugin author's day (new, certify, the report), then a host running plugins."""
     ensure_bubblewrap()
-    ensure_env("-e", f"{REPO}[toolkit]", str(REPO / "examples" / "bitcoin-integration"))
+    ensure_env("-e", f"{REPO}[toolkit,monitoring]", str(REPO / "examples" / "bitcoin-integration"))
     out = REPO / ".demo"
     if out.exists():
         shutil.rmtree(out)
@@ -104,7 +104,7 @@ def demo() -> int:
 
 def test(args: list[str]) -> int:
     ensure_bubblewrap()
-    ensure_env("-e", f"{REPO}[toolkit,test]")
+    ensure_env("-e", f"{REPO}[toolkit,test,monitoring]")
     workers = os.environ.get("AITBC_TEST_WORKERS", "auto")
     code = run(PYTHON, "-m", "pytest", "-n", workers, *args, cwd=REPO)
     if code == 5:  # pytest's "no tests collected" must never read as a pass

@@ -9,8 +9,10 @@ are installed (`python3 .ci/dev.py demo` sets that up).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,27 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     line = "  ".join(c.upper().ljust(widths[c]) for c in columns)
     body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join([line, *body])
+
+
+async def show_monitoring(manager: PluginManager) -> bool:
+    """What an operator's scraper sees: /health and a few /metrics lines."""
+    url = manager.monitoring_url
+    if url is None:
+        return False
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(url + path, timeout=10) as response:  # noqa: S310
+            return str(response.read().decode())
+
+    loop = asyncio.get_running_loop()  # the endpoint asks this loop for its data
+    health, metrics = [await loop.run_in_executor(None, get, p) for p in ("/health", "/metrics")]
+    print(f"\n$ curl {url}/health   ->  status {json.loads(health)['status']!r}")
+    print(f"$ curl {url}/metrics   (excerpt)")
+    shown = ("aitbc_plugin_events_total", "aitbc_plugin_memory_bytes", "aitbc_plugin_up")
+    for line in metrics.splitlines():
+        if line.startswith(shown):
+            print("  " + line)
+    return json.loads(health)["status"] == "ok"
 
 
 async def main() -> int:
@@ -46,7 +69,6 @@ async def main() -> int:
         chain: Any = manager.plugins["bitcoin-integration"]
         tx = await chain.send_transaction({"from": "alice", "to": "bob", "amount": 20})
         print(f"bitcoin-integration sent {tx[:16]}..., bob has", await chain.get_balance("bob"))
-        print("my-plugin saw", manager.plugins["my-plugin"].events_seen, "events")  # type: ignore[attr-defined]
 
         @click.group()
         def aitbc() -> None:
@@ -58,6 +80,8 @@ async def main() -> int:
         print(result.output.rstrip())
 
         health = await manager.check_health()
+        seen = (health["my-plugin"]["health"] or {}).get("events_seen")
+        print(f"my-plugin (isolated: {health['my-plugin']['isolated']}) saw {seen} events")
         rows = [
             {
                 "plugin": name,
@@ -72,6 +96,7 @@ async def main() -> int:
         print("\nHealth:")
         print(table(rows, ["plugin", "status", "uptime_s", "memory_mib", "errors", "start_ms"]))
         healthy = all(info["status"] == "active" for info in health.values())
+        healthy &= await show_monitoring(manager)
     print("\nAfter shutdown:", {n: manager.get_plugin_status(n).value for n in health})
     return 0 if healthy and len(health) == 4 else 1
 

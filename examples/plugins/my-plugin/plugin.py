@@ -34,3 +34,8 @@ class MyPlugin(BasePlugin):
 
     async def handle_event(self, event_type: str, data: dict[str, Any]) -> None:
         self.events_seen += 1
+
+    async def health_check(self) -> dict[str, Any]:
+        health = await super().health_check()
+        health["events_seen"] = self.events_seen
+        return health

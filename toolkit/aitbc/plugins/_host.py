@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from ._metrics import LATENCY_SAMPLE_EVERY
 from ._records import PluginRecord, RecordedFailure
 from ._timeouts import EXITS, PluginExited, run_with_timeout
 from ._watchdog import PluginHeldTheLoop
@@ -58,6 +59,7 @@ class Host:
         self.background: set[asyncio.Task[Any]] = set()
         self.restart: Callable[[str], Awaitable[bool]] | None = None  # set by the manager
         self.starting: asyncio.Semaphore | None = None  # workers starting at once
+        self.deliveries_made = 0  # one in LATENCY_SAMPLE_EVERY is timed per plugin
 
     def logger(self, name: str) -> logging.Logger:
         """A logger that never shows a configured secret."""
@@ -259,23 +261,48 @@ class Host:
             _DEPTH.reset(token)
 
     async def _deliver(self, event_type: str, data: dict[str, Any], source: str | None) -> None:
-        receivers: list[tuple[str, EventHandler]] = [
-            (name, record.plugin.handle_event)
+        targets = [
+            record
             for name, record in self.records.items()
             if record.plugin is not None and record.status is _S.ACTIVE and name != source
         ]
+        for record in targets:
+            record.events += 1
+        self.deliveries_made += 1
+        receivers: list[tuple[str, EventHandler]]
+        if self.deliveries_made % LATENCY_SAMPLE_EVERY:
+            receivers = [(r.name, r.plugin.handle_event) for r in targets]  # type: ignore[union-attr]
+        else:
+            receivers = [(r.name, _timed(r)) for r in targets]
         receivers += self.event_bus.subscribers_for(event_type)
         failures = await deliver(
             receivers, event_type, data, self.settings.delivery_timeout, self.deliveries
         )
         for failure in failures:
-            record = self.records.get(failure.receiver)
-            if record is not None:
-                record.error_count += 1
-                record.note_failure(f"handling {event_type} failed: {failure.reason}")
+            failed = self.records.get(failure.receiver)
+            if failed is not None:
+                failed.error_count += 1
+                failed.event_errors += 1
+                failed.note_failure(f"handling {event_type} failed: {failure.reason}")
             self.log.warning(
                 "event %s: %s failed: %s", event_type, failure.receiver, failure.reason
             )
+
+
+def _timed(record: PluginRecord) -> EventHandler:
+    """The plugin's handle_event, its latency observed (a coroutine function, as
+    handle_event is: delivery treats it the same way)."""
+    assert record.plugin is not None
+    handle, observe = record.plugin.handle_event, record.latency.observe
+
+    async def timed(event_type: str, data: dict[str, Any]) -> None:
+        began = time.perf_counter()
+        try:
+            await handle(event_type, data)
+        finally:
+            observe(time.perf_counter() - began)
+
+    return timed
 
 
 def event_depth() -> int:

@@ -12,6 +12,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from ._metrics import LatencyHistogram
 from .base import BasePlugin
 from .discovery import DiscoveredPlugin
 from .errors import PluginError
@@ -45,6 +46,9 @@ class PluginRecord:
     # subscriptions made for their worker (removed when the instance goes).
     refusals: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     restarts: int = 0
+    events: int = 0  # deliveries to it
+    event_errors: int = 0  # deliveries it failed
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     unsubscribers: list[Callable[[], None]] = field(default_factory=list)
 
     def note_failure(self, reason: str) -> None:
@@ -102,4 +106,21 @@ class PluginRecord:
             "isolated": worker is not None,
             "restarts": self.restarts,
             "refused": list(self.refusals),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """Its counters and measurements; memory is its worker's (isolated only: an
+        in-process plugin shares the host's, which the host's metrics give)."""
+        worker = getattr(self.plugin, "worker", None)
+        return {
+            "status": self.status.value,
+            "step_seconds": dict(self.timings),
+            "events": self.events,
+            "event_errors": self.event_errors,
+            "errors": self.error_count + (self.plugin.error_count if self.plugin else 0),
+            "restarts": self.restarts,
+            "memory_bytes": worker.memory_bytes() if worker is not None else None,
+            "health": self.health,
+            "event_latency_seconds": self.latency.as_dict(),
+            "isolated": worker is not None,
         }

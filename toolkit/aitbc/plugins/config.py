@@ -49,6 +49,14 @@ class WorkerLimits:
                       for name in ("memory_mb", "cpu_s", "open_files")})  # fmt: skip
 
 
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Where the host serves /health and /metrics (``monitoring`` in the config)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
 _ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -170,6 +178,7 @@ class ManagerConfig:
     degraded_after_errors: int = DEFAULT_DEGRADED_AFTER_ERRORS
     isolation: Isolation = "none"  # the default for plugins whose entry does not say
     limits: WorkerLimits = field(default_factory=WorkerLimits)  # isolated workers' default
+    monitoring: MonitoringSettings | None = None  # None: no HTTP endpoint
 
     def isolation_of(self, name: str) -> Isolation:
         settings = self.plugins.get(name)
@@ -254,6 +263,7 @@ class ManagerConfig:
             ),
             isolation=document.get("isolation", "none"),
             limits=limits,
+            monitoring=_monitoring(document.get("monitoring")),
         )
 
     @classmethod
@@ -279,6 +289,12 @@ class ManagerConfig:
         env = os.environ if environ is None else environ
         expanded: dict[str, Any] = expand_environment(raw, env, f"plugins.{name}.config", redactor)
         return expanded
+
+
+def _monitoring(raw: Mapping[str, Any] | None) -> MonitoringSettings | None:
+    if raw is None or not raw.get("enabled", True):
+        return None
+    return MonitoringSettings(raw.get("host", "127.0.0.1"), raw.get("port", 9464))
 
 
 def _platform_version(raw: str | None) -> str:

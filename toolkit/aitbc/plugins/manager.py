@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._bringup import LOADED_STATES, bring_up
 from ._bulk import auto_load, shutdown_all
@@ -14,12 +14,15 @@ from ._host import Host, describe_exception
 from ._records import PluginRecord
 from ._timeouts import run_with_timeout
 from ._watchdog import WATCHDOG
-from .base import BasePlugin
+from .base import BasePlugin, process_memory_bytes
 from .config import ManagerConfig
 from .errors import PluginLoadError
 from .events import EventBus
 from .registry import PluginRegistry
 from .status import PluginStatus
+
+if TYPE_CHECKING:
+    from .monitoring import MonitoringServer
 
 _S = PluginStatus
 
@@ -54,6 +57,7 @@ class PluginManager:
         host.restart = self._restart
         self._ops_lock: asyncio.Lock | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._monitoring: MonitoringServer | None = None
 
     # A host may swap these after construction; plugins loaded later see the new ones.
     @property
@@ -154,6 +158,25 @@ class PluginManager:
             "error_count": 0, "last_error": reason, "errors_in_window": 0, "degraded": False,
         }  # fmt: skip
 
+    def metrics(self) -> dict[str, Any]:
+        """Per plugin: status, lifecycle step durations, events and errors counted,
+        restarts, its worker's memory (isolated), last health, event-handling latency
+        (a histogram); for the host: dropped events and its memory.  Plain data, as
+        ``/metrics`` serves it (see :mod:`aitbc.plugins.monitoring`)."""
+        host = self._host
+        return {
+            "plugins": {name: record.metrics() for name, record in host.records.items()},
+            "host": {
+                "dropped_events": dict(host.dropped_events),
+                "memory_bytes": process_memory_bytes(),
+            },
+        }
+
+    @property
+    def monitoring_url(self) -> str | None:
+        """Where ``/health`` and ``/metrics`` are served, when monitoring is on."""
+        return self._monitoring.url if self._monitoring is not None else None
+
     async def check_health(self) -> dict[str, dict[str, Any]]:
         """Run every active plugin's ``health_check`` now (concurrently, bounded in time)."""
         active = [r for r in self._host.records.values() if r.status is _S.ACTIVE]
@@ -179,9 +202,18 @@ class PluginManager:
                 await auto_load(self._host)
         if self._health_task is None:
             self._health_task = asyncio.create_task(self._health_loop())
+        where = self.settings.monitoring
+        if where is not None and self._monitoring is None:
+            from .monitoring import MonitoringServer
+
+            self._monitoring = MonitoringServer(self, where.host, where.port)
+            self._monitoring.start()
 
     async def shutdown(self) -> None:
         """Stop and unload every plugin, dependents first, in reverse start-up order."""
+        if self._monitoring is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._monitoring.stop)
+            self._monitoring = None
         if self._health_task is not None:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
