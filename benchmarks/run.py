@@ -5,7 +5,9 @@
     python3 .ci/dev.py bench --only sdk,new,help      # skip the slow certify group
     python3 .ci/dev.py bench --only certify --certify-rounds 3
 
-Groups: sdk (the SDK with 1,000 plugins), new (`aitbc-plugin new` vs `copier copy`),
+Groups: sdk (the SDK with 1,000 plugins), host (isolated plugins' event round trip and
+start-up against in-process, the entry-point listing in a fresh process), new
+(`aitbc-plugin new` vs `copier copy`),
 help (`aitbc-plugin --help` start-up and imports), certify (`aitbc-plugin certify`
 cold and warm vs the same tools by hand; needs PyPI for the cold runs' downloads),
 sandbox (each phase of a certification in the jail, followed by strace, vs bare).
@@ -27,12 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_certify
 import bench_cli
+import bench_host
 import bench_sandbox
 import bench_sdk
 
 Group = Callable[[argparse.Namespace], list[dict[str, Any]]]
 GROUPS: dict[str, Group] = {
     "sdk": lambda a: bench_sdk.run(a.repeat),
+    "host": lambda a: bench_host.run(a.repeat),
     "new": lambda a: bench_cli.bench_new(a.repeat),
     "help": lambda a: bench_cli.bench_help(a.repeat * 4),
     "certify": lambda a: bench_certify.bench_certify(a.certify_rounds),

@@ -37,7 +37,7 @@ async def show_monitoring(manager: PluginManager) -> bool:
         return False
 
     def get(path: str) -> str:
-        with urllib.request.urlopen(url + path, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(url + path, timeout=10) as response:
             return str(response.read().decode())
 
     loop = asyncio.get_running_loop()  # the endpoint asks this loop for its data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ settings.register_profile(
 settings.load_profile("aitbc")
 
 REPO = Path(__file__).resolve().parents[1]
+# The SDK keeps its entry-point listing on disk between processes: each test process
+# (and what it starts) gets its own, never the user's nor another run's.
+os.environ["AITBC_PLUGINS_CACHE_DIR"] = tempfile.mkdtemp(prefix="aitbc-ep-cache-")
 
 PLUGIN_SOURCE = """
 import asyncio

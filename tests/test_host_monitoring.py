@@ -24,7 +24,7 @@ EVENTS = 2 * LATENCY_SAMPLE_EVERY
 
 def fetch(url: str) -> tuple[int, str, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, response.headers["Content-Type"], response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers["Content-Type"], exc.read().decode()
@@ -93,7 +93,7 @@ def test_health_and_metrics_over_http_parsed_by_prometheus_client(tmp_path: Path
     assert seen["pages"]["/nothing"][0] == 404
     # After shutdown nothing listens any more.
     with pytest.raises(OSError):
-        urllib.request.urlopen(seen["url"] + "/health", timeout=2)  # noqa: S310
+        urllib.request.urlopen(seen["url"] + "/health", timeout=2)
 
 
 def test_a_port_in_use_is_one_clear_config_error(tmp_path: Path) -> None:
@@ -114,8 +114,11 @@ def test_a_port_in_use_is_one_clear_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("monitoring", "where"),
-    [({"port": 70000}, "config.monitoring.port"), ({"host": ""}, "config.monitoring.host"),
-     ({"bind": "0.0.0.0"}, "config.monitoring")],  # fmt: skip
+    [
+        ({"port": 70000}, "config.monitoring.port"),
+        ({"host": ""}, "config.monitoring.host"),
+        ({"bind": "0.0.0.0"}, "config.monitoring"),
+    ],
 )
 def test_bad_monitoring_settings_are_refused(monitoring: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError) as refused:

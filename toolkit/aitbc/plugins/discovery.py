@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from . import _ep_cache as _ep_cache_file
 from .base import BasePlugin
 from .errors import PluginLoadError
 
@@ -132,6 +133,12 @@ def discover_entry_points(*, use_cache: bool = True) -> list[DiscoveredPlugin]:
     with _ep_cache_lock:
         if use_cache and _ep_cache is not None and _ep_cache[0] == fingerprint:
             return list(_ep_cache[1])
+    if use_cache:  # a fresh process: the listing the previous one left on disk
+        kept = _from_disk(fingerprint)
+        if kept is not None:
+            with _ep_cache_lock:
+                _ep_cache = (fingerprint, tuple(kept))
+            return kept
     plugins = []
     for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
         distribution, version = _distribution_name_version(getattr(ep, "dist", None))
@@ -146,7 +153,22 @@ def discover_entry_points(*, use_cache: bool = True) -> list[DiscoveredPlugin]:
         )
     with _ep_cache_lock:
         _ep_cache = (fingerprint, tuple(plugins))
+    _ep_cache_file.store(_jsonable(fingerprint), [p.as_dict() for p in plugins])
     return plugins
+
+
+def _jsonable(fingerprint: tuple[Any, ...]) -> list[Any]:
+    return [list(stamp) for stamp in fingerprint]
+
+
+def _from_disk(fingerprint: tuple[Any, ...]) -> list[DiscoveredPlugin] | None:
+    kept = _ep_cache_file.load(_jsonable(fingerprint))
+    if kept is None:
+        return None
+    try:
+        return [DiscoveredPlugin(**entry) for entry in kept]
+    except TypeError:  # written by another version of this module
+        return None
 
 
 def discover(plugin_paths: tuple[Path, ...] | list[Path]) -> list[DiscoveredPlugin]:

@@ -15,16 +15,21 @@ import json
 import socketserver
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .manager import PluginManager
-
 SNAPSHOT_TIMEOUT_S = 5.0
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class Watched(Protocol):
+    """What the endpoint reads (a PluginManager)."""
+
+    def health_report(self) -> dict[str, dict[str, Any]]: ...
+
+    def metrics(self) -> dict[str, Any]: ...
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -51,7 +56,7 @@ def _prometheus() -> Any:
 class MonitoringServer:
     """``/health`` and ``/metrics`` for one manager, on ``host:port`` (0: any free)."""
 
-    def __init__(self, manager: PluginManager, host: str = "127.0.0.1", port: int = 9464) -> None:
+    def __init__(self, manager: Watched, host: str = "127.0.0.1", port: int = 9464) -> None:
         self.manager = manager
         self.host, self.port = host, port
         self._prometheus = _prometheus()
