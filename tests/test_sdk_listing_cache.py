@@ -65,8 +65,8 @@ def test_a_fresh_process_lists_from_the_file_the_last_one_left(
     assert len(list(cache.iterdir())) == 1  # one file, no temporary left beside it
 
 
-DAMAGED = ["", "{not json", '{"version": 1}', "[]",
-           '{"version": 1, "fingerprint": [], "plugins": [{"bogus": 1}]}']  # fmt: skip
+DAMAGED = ["", "{not json", '{"version": 2}', "[]", '{"version": 1, "plugins": []}',
+           '{"version": 2, "fingerprint": [], "plugins": [["too", "few"]]}']  # fmt: skip
 
 
 @pytest.mark.parametrize("damage", DAMAGED)
@@ -89,3 +89,16 @@ def test_off_keeps_nothing(listing: tuple[Path, Path, dict[str, str]]) -> None:
     assert fresh_process(env)["scans"] == 1
     assert fresh_process(env)["scans"] == 1
     assert not cache.exists()
+
+
+def test_rows_of_another_shape_under_the_right_fingerprint_are_ignored(
+    listing: tuple[Path, Path, dict[str, str]],
+) -> None:
+    site, cache, env = listing
+    install(site, "alpha-plugin")
+    fresh_process(env)
+    (kept,) = cache.iterdir()
+    data = json.loads(kept.read_text())
+    data["plugins"] = [["too", "few"]]  # the fingerprint still matches
+    kept.write_text(json.dumps(data))
+    assert fresh_process(env) == {"names": ["alpha-plugin"], "scans": 1}

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_VERSION = 1
+_VERSION = 2  # rows: name, version, source, location, distribution
 
 
 def _file() -> Path | None:
@@ -34,7 +34,7 @@ def _file() -> Path | None:
     return folder / f"entry-points-{interpreter}.json"
 
 
-def load(fingerprint: list[Any]) -> list[dict[str, Any]] | None:
+def load(fingerprint: list[Any]) -> list[list[Any]] | None:
     """The plugins listed under ``fingerprint``, or None (absent, stale or damaged)."""
     path = _file()
     if path is None:
@@ -49,17 +49,18 @@ def load(fingerprint: list[Any]) -> list[dict[str, Any]] | None:
         return None
 
 
-def store(fingerprint: list[Any], plugins: list[dict[str, Any]]) -> None:
+def store(fingerprint: list[Any], plugins: list[list[Any]]) -> None:
     path = _file()
     if path is None:
         return
     with contextlib.suppress(OSError):  # a read-only home: the listing just is not kept
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"version": _VERSION, "fingerprint": fingerprint, "plugins": plugins}
+        data = json.dumps(payload, separators=(",", ":")).encode()
         handle, temporary = tempfile.mkstemp(prefix=".entry-points-", dir=path.parent)
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(payload, out)
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
             Path(temporary).replace(path)
         except OSError:
             Path(temporary).unlink(missing_ok=True)

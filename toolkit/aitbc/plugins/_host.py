@@ -261,19 +261,17 @@ class Host:
             _DEPTH.reset(token)
 
     async def _deliver(self, event_type: str, data: dict[str, Any], source: str | None) -> None:
-        targets = [
-            record
-            for name, record in self.records.items()
-            if record.plugin is not None and record.status is _S.ACTIVE and name != source
-        ]
-        for record in targets:
-            record.events += 1
         self.deliveries_made += 1
-        receivers: list[tuple[str, EventHandler]]
-        if self.deliveries_made % LATENCY_SAMPLE_EVERY:
-            receivers = [(r.name, r.plugin.handle_event) for r in targets]  # type: ignore[union-attr]
-        else:
-            receivers = [(r.name, _timed(r)) for r in targets]
+        timed = not self.deliveries_made % LATENCY_SAMPLE_EVERY
+        receivers: list[tuple[str, EventHandler]] = []
+        add = receivers.append
+        for name, record in self.records.items():  # one pass: this runs per broadcast
+            plugin = record.plugin
+            # plugin.status without the property call (BasePlugin keeps it there)
+            if plugin is None or name == source or plugin.__dict__.get("_status") is not _S.ACTIVE:
+                continue
+            record.events += 1
+            add((name, _timed(record) if timed else plugin.handle_event))
         receivers += self.event_bus.subscribers_for(event_type)
         failures = await deliver(
             receivers, event_type, data, self.settings.delivery_timeout, self.deliveries

@@ -95,6 +95,21 @@ async def end_tasks(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
     return pending
 
 
+_COROUTINE_CODE: dict[Any, bool] = {}  # by code object: asked per handler per event
+
+
+def _is_coroutine_function(handler: Any) -> bool:
+    """inspect.iscoroutinefunction, remembered by code object (shared by every closure
+    and bound method of one ``def``, so the table stays as small as the code base)."""
+    code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+    if code is None:
+        return inspect.iscoroutinefunction(handler)
+    known = _COROUTINE_CODE.get(code)
+    if known is None:
+        known = _COROUTINE_CODE[code] = inspect.iscoroutinefunction(handler)
+    return known
+
+
 async def deliver(
     receivers: Iterable[tuple[str, EventHandler]],
     event_type: str,
@@ -115,7 +130,7 @@ async def deliver(
     create_task = asyncio.get_running_loop().create_task
     for name, handler in receivers:
         try:
-            if inspect.iscoroutinefunction(handler):  # calling it runs none of its code
+            if _is_coroutine_function(handler):  # calling it runs none of its code
                 result = handler(event_type, data)
             else:  # a plain function may hold the loop itself
                 result = WATCHDOG.call(lambda h=handler: h(event_type, data), timeout)  # type: ignore[misc]
