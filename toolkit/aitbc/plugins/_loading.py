@@ -11,16 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._host import Host
+from ._instances import make_instance
 from ._records import PluginRecord
 from ._timeouts import EXITS, PluginExited, run_with_timeout
 from .base import BasePlugin
 from .config import default_data_dir, validate_document
 from .context import PluginContext
 from .discovery import is_module_imported, load_plugin_class
-from .errors import MetadataError, PluginError, PluginLoadError
+from .errors import PluginError, PluginLoadError
 from .events import PluginEventBus
 from .isolated.launch import launch
-from .legacy import LegacyPluginAdapter, looks_like_legacy_plugin
 from .metadata import parse_dependency
 from .status import PluginStatus
 
@@ -163,31 +163,3 @@ def _construct(
         api_client=host.api_client,
     )
     return make_instance(cls, context, record.found.location)
-
-
-def make_instance(cls: Any, context: PluginContext, location: str) -> BasePlugin:
-    """The plugin, from what its module gave (a class, a legacy class, a factory); the
-    same words for a failure in the host's process and in an isolated worker."""
-    if isinstance(cls, type) and issubclass(cls, BasePlugin):
-        try:
-            return cls(context)
-        except MetadataError:
-            raise
-        except (Exception, *EXITS) as exc:
-            raise PluginLoadError(
-                f"constructing {cls.__name__} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-    if isinstance(cls, type) and looks_like_legacy_plugin(cls):
-        return LegacyPluginAdapter(cls(), context)
-    if callable(cls) and not isinstance(cls, type):  # create_plugin(context)
-        try:
-            made = cls(context)
-        except (Exception, *EXITS) as exc:
-            raise PluginLoadError(
-                f"create_plugin(context) failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if isinstance(made, BasePlugin):
-            return made
-        raise PluginLoadError(f"create_plugin(context) returned {type(made).__name__}, "
-                              "not a BasePlugin")  # fmt: skip
-    raise PluginLoadError(f"{location} is not a BasePlugin subclass")

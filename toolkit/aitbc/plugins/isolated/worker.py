@@ -157,7 +157,7 @@ def _forget(running: dict[int, asyncio.Task[None]], ident: int, _: object) -> No
 
 
 async def _load(job: dict[str, Any], channel: _Channel) -> Any:
-    from .._loading import make_instance
+    from .._instances import make_instance
     from ..context import PluginContext
     from ..discovery import DiscoveredPlugin, load_plugin_class
     from ..errors import PluginError
