@@ -60,6 +60,11 @@ async def main() -> int:
 
     async with manager:
         print(f"\nStarted: {', '.join(manager.list_plugins())}")
+        down = {n: r["last_error"] for n, r in manager.health_report().items()
+                if r["status"] != "active"}  # fmt: skip
+        if down:
+            print(f"not active: {down}")
+            return 1
         translator: Any = manager.plugins["translation-ai"]
         pairs = [{"source": "hello world", "target": "hallo welt"}]
         await manager.broadcast_event("translation.train", {"pairs": pairs})

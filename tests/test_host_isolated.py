@@ -388,3 +388,43 @@ def _no_stray_modules(tmp_path: Path) -> Iterator[None]:
     for name, module in list(sys.modules.items()):
         if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
             del sys.modules[name]
+
+
+STATUS_HOST = """
+import asyncio, json, sys
+from aitbc.plugins import PluginManager
+
+async def main():
+    async with PluginManager(json.loads(sys.argv[1])) as manager:
+        print(json.dumps(manager.health_report()["quiet"]))
+
+asyncio.run(main())
+"""
+
+
+def test_a_host_whose_python_lives_where_the_jail_hides_it(tmp_path: Path) -> None:
+    """A host run from a venv under /tmp (or $HOME), as a clone in such a place has:
+    the jail hides those folders, so the worker's Python must be let in."""
+    if not isolation().jailed:
+        pytest.skip("bubblewrap cannot make a jail here")
+    import sysconfig
+    import venv
+
+    hidden = tmp_path / "venv"  # tmp_path lies under /tmp
+    venv.EnvBuilder(symlinks=True).create(hidden)
+    site = subprocess.run([str(hidden / "bin" / "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    toolkit = Path(__file__).resolve().parents[1] / "toolkit"
+    Path(site, "aitbc-under-test.pth").write_text(
+        f"{sysconfig.get_paths()['purelib']}\n{toolkit}\n"
+    )
+    write_plugin(tmp_path / "plugins", "quiet")
+    config = {"plugins": {"quiet": {"enabled": True}}, "isolation": "process",
+              "plugin_paths": [str(tmp_path / "plugins")], "data_dir": str(tmp_path / "data"),
+              "health_check_interval": 3600}  # fmt: skip
+    done = subprocess.run([str(hidden / "bin" / "python"), "-c", STATUS_HOST, json.dumps(config)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (report["status"], report["isolated"]) == ("active", True), report["last_error"]

@@ -21,6 +21,7 @@ from ..errors import PluginLoadError
 from ..events import PluginEventBus
 from ..metadata import PluginMetadata
 from ..permissions import Permissions
+from ..sandbox.jail import interpreter_paths
 from .link import Shape, Worker, start_worker
 from .proxy import IsolatedPlugin
 
@@ -57,11 +58,13 @@ def limits_of(host: Host, name: str) -> WorkerLimits:
 
 
 def _readable(record: PluginRecord) -> list[Path]:
-    """What the worker must read although the jail hides it (home, /tmp): where this
-    Python finds the SDK and installed plugins, and a directory plugin's folder."""
+    """What the worker must read although the jail hides it (home, /tmp): this Python
+    (its environment and the interpreter it is made of), where it finds the SDK and
+    installed plugins, and a directory plugin's folder."""
     # sys.path[0] is the host script's folder, which a worker run with -I does not use
     # (and which may be /tmp itself: bound read-only, it would cover the jail's own).
-    places = [Path(p) for p in sys.path[0 if getattr(sys.flags, "safe_path", False) else 1 :] if p]
+    places = [*interpreter_paths(Path(sys.executable))]
+    places += [Path(p) for p in sys.path[0 if getattr(sys.flags, "safe_path", False) else 1 :] if p]
     if record.found.source == "directory":
         places.append(Path(record.found.location))
     covering = {Path("/"), Path("/tmp"), Path("/var/tmp"), Path.home()}  # noqa: S108
