@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aitbc.plugins import PluginManager, PluginStatus
-from test_host_isolated import GOOD, hostile_plugins, write_plugin
+from test_host_isolated import GOOD, forget_modules_under, hostile_plugins, write_plugin
 
 S = PluginStatus
 # Not the memory hog: in-process, its 1 GiB is the host's (filled in C, so on a slow
@@ -64,6 +64,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             result["connected"] = False
     finally:
         listener.close()
+        forget_modules_under(root)
     result["outside"] = outside.exists()
     return result
 

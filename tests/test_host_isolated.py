@@ -381,13 +381,18 @@ def test_an_isolated_plugin_answers_exactly_as_in_process(tmp_path: Path) -> Non
     assert stopped == "exits-in-stop: stop called sys.exit(5); the host goes on"
 
 
+def forget_modules_under(folder: Path) -> None:
+    """In-process runs import the plugins' modules: forget them, so that the next
+    test's plugins of the same names (good-0, ...) are imported afresh."""
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(folder)):
+            del sys.modules[name]
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_modules(tmp_path: Path) -> Iterator[None]:
-    """In-process runs import the plugins' modules: forget them after each test."""
     yield
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
-            del sys.modules[name]
+    forget_modules_under(tmp_path)
 
 
 STATUS_HOST = """

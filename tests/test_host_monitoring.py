@@ -17,7 +17,7 @@ from aitbc.plugins import ConfigError, PluginManager
 from aitbc.plugins._metrics import LATENCY_SAMPLE_EVERY
 from aitbc.plugins.sandbox.jail import isolation
 from prometheus_client.parser import text_string_to_metric_families
-from test_host_isolated import write_plugin
+from test_host_isolated import forget_modules_under, write_plugin
 
 EVENTS = 2 * LATENCY_SAMPLE_EVERY
 
@@ -64,7 +64,10 @@ def test_health_and_metrics_over_http_parsed_by_prometheus_client(tmp_path: Path
                      for path in ("/metrics", "/health", "/nothing")}  # fmt: skip
             return {"pages": pages, "data": manager.metrics(), "url": url}
 
-    seen = asyncio.run(scrape())
+    try:
+        seen = asyncio.run(scrape())
+    finally:
+        forget_modules_under(tmp_path)
     status, kind, text = seen["pages"]["/metrics"]
     assert status == 200 and kind.startswith("text/plain; version=")
     got = samples(text)

@@ -117,6 +117,8 @@ def _watch(channel: _Channel, may: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    # The host sends nothing after the job until the worker says ready, so no request
+    # can be left in sys.stdin's buffer when the event loop takes the descriptor over.
     job = json.loads(sys.stdin.buffer.readline())
     channel = _Channel(int(job["channel"]))
     _die_with_parent(job.get("parent"))
