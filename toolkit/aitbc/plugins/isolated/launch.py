@@ -21,6 +21,7 @@ from ..errors import PluginLoadError
 from ..events import PluginEventBus
 from ..metadata import PluginMetadata
 from ..permissions import Permissions
+from ..sandbox.diagnosis import memory_reason
 from ..sandbox.jail import interpreter_paths
 from .link import Shape, Worker, start_worker
 from .proxy import IsolatedPlugin
@@ -147,7 +148,7 @@ async def _ready(host: Host, worker: Worker, name: str) -> dict[str, Any]:
         await worker.close()
         error = str(ready.get("error") or "its worker said nothing")
         if error == "memory":
-            error = f"its worker broke its memory limit ({worker.limits.memory_mb} MiB)"
+            error = memory_reason(worker.limits.memory_mb)
         if ready.get("died") or error.startswith("its worker"):
             error = f"loading {name} failed: {error}"
         raise PluginLoadError(error)

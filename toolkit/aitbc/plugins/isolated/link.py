@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from ..config import WorkerLimits
 from ..process import Tree, descendants, start
+from ..sandbox.diagnosis import host_reason
 from ..sandbox.jail import INNER_SCRATCH, Jail, isolation, signal_of
 
 CANCEL_GRACE_S = 1.0  # a cancelled request's answer may take this long before the kill
@@ -181,21 +181,12 @@ class Worker:
             self.on_death(reason)
 
     def _why(self, code: int | None) -> str:
-        tail = self.log_tail()
         if code is None:
             return "its worker closed its channel and was killed"
-        jailed = isolation().jailed
-        signum = signal_of(code) if jailed else (-code if code < 0 else None)
-        if signum == signal.SIGXCPU:
-            return f"its worker broke its CPU time limit ({self.limits.cpu_s} s) and was killed"
-        crashed = signum in (signal.SIGSEGV, signal.SIGABRT)
-        if "MemoryError" in tail or (crashed and _hit_memory(tail)):
-            return f"its worker broke its memory limit ({self.limits.memory_mb} MiB)"
-        if signum is not None:
-            return f"its worker was killed by {signal.Signals(signum).name}"
-        last = tail.strip().splitlines()[-1:] if code else []
-        said = f": {last[0][:300]}" if last else ""
-        return f"its worker exited on its own (status {code}){said}"
+        # In the jail bubblewrap reports a signal as 128 + its number; bare, Popen as -n.
+        signum = signal_of(code) if isolation().jailed else (-code if code < 0 else None)
+        limits = self.limits
+        return host_reason(signum, code, limits.memory_mb, limits.cpu_s, self.log_tail())
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError), self.log_path.open("rb") as log:
@@ -236,10 +227,6 @@ class Worker:
                 await self._reader
         else:
             self.tree.close()
-
-
-def _hit_memory(tail: str) -> bool:
-    return "Cannot allocate memory" in tail or "out of memory" in tail
 
 
 async def start_worker(

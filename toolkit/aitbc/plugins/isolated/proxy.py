@@ -13,6 +13,7 @@ from .._timeouts import PluginExited
 from ..base import BasePlugin
 from ..context import PluginContext
 from ..metadata import PluginMetadata
+from ..sandbox.diagnosis import memory_reason
 from .link import Worker, WorkerFailed
 
 
@@ -39,7 +40,7 @@ class _Shown:
 def result_of(answer: dict[str, Any], limits_memory_mb: int) -> Any:
     """The worker's answer as the call's outcome: a value, or the exception it raised."""
     if answer.get("memory"):
-        raise WorkerFailed(f"its worker broke its memory limit ({limits_memory_mb} MiB)")
+        raise WorkerFailed(memory_reason(limits_memory_mb))
     exit_kind = answer.get("exit")
     if exit_kind == "SystemExit":
         raise PluginExited(SystemExit(answer.get("code")))

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import EventBus, EventHandler, deliver
+from ..sandbox.worker import lower_limits
 from .seccomp import deny_exec
 
 _DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("aitbc_worker_depth", default=0)
@@ -62,21 +63,6 @@ class _Channel:
         if self.notes < _MAX_NOTES:
             self.notes += 1
             self.send("refused", permission=permission, what=what)
-
-
-def _limit(limits: dict[str, int]) -> None:
-    import resource
-
-    def lower(which: int, value: int) -> None:
-        _, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(which, (value, value if which != resource.RLIMIT_CPU else value + 2))
-
-    lower(resource.RLIMIT_AS, limits["memory_mb"] * 1024 * 1024)
-    lower(resource.RLIMIT_CPU, limits["cpu_s"])  # past it: SIGXCPU, which ends the worker
-    lower(resource.RLIMIT_NOFILE, limits["open_files"])
-    lower(resource.RLIMIT_CORE, 0)
 
 
 def _die_with_parent(parent: int | None) -> None:
@@ -122,7 +108,8 @@ def main() -> None:
     job = json.loads(sys.stdin.buffer.readline())
     channel = _Channel(int(job["channel"]))
     _die_with_parent(job.get("parent"))
-    _limit(job["limits"])
+    limits = job["limits"]
+    lower_limits(limits["memory_mb"], limits["cpu_s"], limits["open_files"])
     may = job["may"]
     if not may["subprocess"]:
         why = deny_exec()

@@ -67,6 +67,27 @@ def cause(code: int, limits: Limits, log_tail: str) -> tuple[ProblemKind, str]:
     return "exit", f"the worker exited with status {code} without answering (os._exit?)"
 
 
+def host_reason(signum: int | None, code: int, memory_mb: int, cpu_s: int, log_tail: str) -> str:
+    """What ended a host's isolated worker (``signum``: the signal, else exit status
+    ``code``), in words that follow the plugin's name; the same evidence as
+    :func:`cause`, phrased for an operator rather than a certification report."""
+    if signum == signal.SIGXCPU:
+        return f"its worker broke its CPU time limit ({cpu_s} s) and was killed"
+    crashed = signum in (signal.SIGSEGV, signal.SIGABRT)
+    out_of_memory = "Cannot allocate memory" in log_tail or "out of memory" in log_tail
+    if "MemoryError" in log_tail or (crashed and out_of_memory):
+        return memory_reason(memory_mb)
+    if signum is not None:
+        return f"its worker was killed by {signal_name(signum)}"
+    last = log_tail.strip().splitlines()[-1:] if code else []
+    said = f": {last[0][:300]}" if last else ""
+    return f"its worker exited on its own (status {code}){said}"
+
+
+def memory_reason(memory_mb: int) -> str:
+    return f"its worker broke its memory limit ({memory_mb} MiB)"
+
+
 def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name

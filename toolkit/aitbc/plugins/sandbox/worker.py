@@ -110,11 +110,19 @@ def _sender(fd: int) -> Callable[..., None]:
 
 def apply_limits(limits: Limits) -> None:
     """Lower this process's limits (they can only go down, and children inherit them)."""
+    lower_limits(limits.memory_mb, limits.cpu_s)
+
+
+def lower_limits(memory_mb: int, cpu_s: int, open_files: int | None = None) -> None:
+    """The one place that limits a worker, certification's and a host's isolated
+    plugin's: address space, CPU time (past it the kernel sends SIGXCPU, which ends the
+    process by default), open files when given, and no core file."""
     import resource
 
-    _lower(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024, limits.memory_mb * 1024 * 1024)
-    # Past the soft limit the kernel sends SIGXCPU, which ends the process by default.
-    _lower(resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 2)
+    _lower(resource.RLIMIT_AS, memory_mb * 1024 * 1024, memory_mb * 1024 * 1024)
+    _lower(resource.RLIMIT_CPU, cpu_s, cpu_s + 2)
+    if open_files is not None:
+        _lower(resource.RLIMIT_NOFILE, open_files, open_files)
     _lower(resource.RLIMIT_CORE, 0, 0)  # a crash leaves no core file behind
 
 
