@@ -21,36 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _plugins import install_trivial_plugins
+from _plugins import PLUGIN_MODULE, install_trivial_plugins
 from aitbc.plugins import PluginManager
 
 EVENTS = 1000
 ISOLATED = 50
-
-PLUGIN = """
-from aitbc.plugins import BasePlugin, PluginMetadata
-
-
-class Plugin(BasePlugin):
-    def get_metadata(self) -> PluginMetadata:
-        return PluginMetadata(name={name!r}, version="1.0.0", description="", author="",
-                              license="MIT")
-
-    async def initialize(self) -> bool:
-        return True
-
-    async def start(self) -> bool:
-        return True
-
-    async def stop(self) -> bool:
-        return True
-
-    async def cleanup(self) -> bool:
-        return True
-
-    async def handle_event(self, event_type: str, data: dict) -> None:
-        self.last = data
-"""
 
 
 def _plugins(root: Path, count: int, prefix: str) -> list[str]:
@@ -59,7 +34,7 @@ def _plugins(root: Path, count: int, prefix: str) -> list[str]:
         folder = root / name
         folder.mkdir(parents=True)
         (folder / "__init__.py").write_text("")
-        (folder / "plugin.py").write_text(PLUGIN.format(name=name))
+        (folder / "plugin.py").write_text(PLUGIN_MODULE.format(name=name))
     return names
 
 
