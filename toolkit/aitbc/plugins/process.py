@@ -129,8 +129,8 @@ def spawn(
     """Start ``command`` and yield its Popen (byte streams; stdout and stderr inherited
     unless given).  Leaving the block, however, kills the whole tree and reaps the child;
     past ``timeout`` seconds the tree is killed even while the block runs."""
-    popen = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "pass_fds": tuple(pass_fds)}
-    tree = Tree(command, wrap, cwd=cwd, env=env, **popen)
+    tree = start(command, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
+                 pass_fds=pass_fds, wrap=wrap)  # fmt: skip
     backstop = threading.Timer(timeout, tree.kill)
     backstop.daemon = True
     try:
@@ -144,6 +144,7 @@ def spawn(
 def start(
     command: Command,
     *,
+    cwd: StrPath | None = None,
     env: Mapping[str, str] | None = None,
     stdin: Stream = None,
     stdout: Stream = None,
@@ -153,9 +154,10 @@ def start(
 ) -> Tree:
     """Start a long-lived child whose owner bounds its life (a host's plugin worker:
     each request to it has its own deadline, and the owner ends it).  The owner must
-    call :meth:`Tree.close`, which kills the whole tree."""
+    call :meth:`Tree.close`, which kills the whole tree (:func:`spawn` does, for a
+    child bounded by a timeout)."""
     popen = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "pass_fds": tuple(pass_fds)}
-    return Tree(command, wrap, cwd=None, env=env, **popen)
+    return Tree(command, wrap, cwd=cwd, env=env, **popen)
 
 
 def kill_tree(pid: int, known: Iterable[int] | None = None, *, token: str | None = None) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,14 +262,12 @@ async def start_worker(
            "parent": None if jailed else os.getpid()}  # fmt: skip
     with log_path.open("wb") as log:
         try:
-            tree = start(command, stdin=_PIPE, stdout=log, stderr=log, pass_fds=(write_end,),
-                         env=None if jailed else {"PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+            bare_env = None if jailed else {"PYTHONDONTWRITEBYTECODE": "1"}
+            tree = start(command, stdin=subprocess.PIPE, stdout=log, stderr=log,
+                         pass_fds=(write_end,), env=bare_env)  # fmt: skip
         finally:
             os.close(write_end)
     worker = Worker(name, tree, limits, log_path, **callbacks)
     await worker.attach(read_end)
     worker._send(job)
     return worker
-
-
-_PIPE = -1  # subprocess.PIPE

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .._host import event_depth
 from .._timeouts import PluginExited
 from ..base import BasePlugin
 from ..context import PluginContext
@@ -108,12 +109,8 @@ class IsolatedPlugin(BasePlugin):
         return health
 
     async def handle_event(self, event_type: str, data: dict[str, Any]) -> None:
-        from .._host import event_depth
-
         await self._ask("handle_event", event=event_type, data=data, depth=event_depth())
 
     async def forward(self, event_type: str, data: dict[str, Any]) -> None:
         """An event of the host's bus the plugin subscribed to in its worker."""
-        from .._host import event_depth
-
         await self._ask("bus_event", event=event_type, data=data, depth=event_depth())
