@@ -433,3 +433,37 @@ def test_a_host_whose_python_lives_where_the_jail_hides_it(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert (report["status"], report["isolated"]) == ("active", True), report["last_error"]
+
+
+def test_an_isolated_plugin_publishes_to_others_and_receives_what_it_subscribed_to(
+    tmp_path: Path,
+) -> None:
+    """Its context.event_bus works as in-process: what it publishes reaches the other
+    plugins (an in-process one here), and a host-bus event it subscribed to in its
+    worker is forwarded to it."""
+    if not isolation().jailed:
+        pytest.skip("bubblewrap cannot make a jail here")
+    plugins = tmp_path / "plugins"
+    subscribe = ("async def on_tick(kind, data):\n    self.seen += 100\n"
+                 "self.context.event_bus.subscribe('host.tick', on_tick)")  # fmt: skip
+    write_plugin(plugins, "talker", start=subscribe,
+                 event="if event_type == 'ping':\n    await self.context.event_bus.publish("
+                       "'pong', {'from': 'talker'})")  # fmt: skip
+    write_plugin(plugins, "listener")
+    config = {"plugins": {"talker": {"enabled": True, "isolation": "process"},
+                          "listener": {"enabled": True}},
+              "plugin_paths": [str(plugins)], "data_dir": str(tmp_path / "data"),
+              "health_check_interval": 3600}  # fmt: skip
+
+    async def run() -> tuple[int, int]:
+        async with PluginManager(config) as manager:
+            await manager.broadcast_event("ping", {})
+            await manager.event_bus.publish("host.tick", {})
+            await asyncio.sleep(0.5)  # the worker's publish is delivered by the host
+            listener = getattr(manager.plugins["listener"], "seen", -1)
+            talker = (await manager.check_health())["talker"]["health"]["seen"]
+            return listener, talker
+
+    listener, talker = asyncio.run(run())
+    assert listener == 2  # the broadcast ping, then the isolated plugin's pong
+    assert talker == 101  # the ping, and the forwarded host.tick
