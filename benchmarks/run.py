@@ -9,7 +9,8 @@ Groups: sdk (the SDK with 1,000 plugins), host (isolated plugins' event round tr
 start-up against in-process, the entry-point listing in a fresh process), new
 (`aitbc-plugin new` vs `copier copy`),
 help (`aitbc-plugin --help` start-up and imports), certify (`aitbc-plugin certify`
-cold and warm vs the same tools by hand; needs PyPI for the cold runs' downloads),
+cold, warm and after a one-line edit vs the same tools by hand; needs PyPI for the
+cold runs' downloads), hook (the pre-commit hook after a one-line edit),
 sandbox (each phase of a certification in the jail, followed by strace, vs bare).
 Breakdowns (per check, per step, slowest imports) are printed before the table.
 """
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_certify
 import bench_cli
+import bench_hook
 import bench_host
 import bench_sandbox
 import bench_sdk
@@ -40,6 +42,7 @@ GROUPS: dict[str, Group] = {
     "new": lambda a: bench_cli.bench_new(a.repeat),
     "help": lambda a: bench_cli.bench_help(a.repeat * 4),
     "certify": lambda a: bench_certify.bench_certify(a.certify_rounds),
+    "hook": lambda a: bench_hook.bench_hook(a.repeat),
     "sandbox": lambda a: bench_sandbox.bench_jail(a.repeat),
 }
 

@@ -300,3 +300,55 @@ def test_uvs_words_for_a_refused_build_become_one_line(output: str, named: str) 
 
 def test_other_failures_are_not_called_source_only() -> None:
     assert source_only_error("error: Failed to fetch: https://pypi.org/simple/foo/") is None
+
+
+# -- the edit loop: a new plugin wheel, the same requirements -------------------------
+def _bases(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "bases").iterdir() if integrity.is_marked(p))
+
+
+def test_an_edited_plugin_gets_a_copy_of_its_base_with_only_itself_installed(
+    cached: Cached, tmp_path: Path
+) -> None:
+    """The author's edit is a new wheel: its environment starts from a copy of the base
+    made for the same requirements, and holds the new code; the old one is untouched."""
+    old = environment_for(cached.wheel, cached.cache)
+    edited = make_wheel(
+        tmp_path / "dist", "integrity-probe", {"integrity_probe/__init__.py": b"X = 2\n"}
+    )
+    bases_before = _bases(cached.cache)
+    new = environment_for(edited, cached.cache)
+    assert not new.reused and new.root != old.root
+    assert _bases(cached.cache) == bases_before  # no new base: the same requirements
+    check = [str(new.python), "-c", "import integrity_probe; print(integrity_probe.X)"]
+    unjailed = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+    assert subprocess.run(check, capture_output=True, text=True, check=True,
+                          env=unjailed).stdout == "2\n"  # fmt: skip
+    assert integrity.verify(new.root) is None  # its bytecode was compiled before the record
+    assert integrity.verify(old.root) is None and environment_for(cached.wheel, cached.cache).reused
+
+
+def test_a_tampered_base_is_rebuilt_before_it_is_copied(cached: Cached, tmp_path: Path) -> None:
+    """A hostile write into the base (an older unjailed run) never reaches the next
+    environment made from it."""
+    environment_for(cached.wheel, cached.cache)
+    (base,) = _bases(cached.cache)
+    ran = tmp_path / "ran"
+    _add_pth(site_packages_of(base), ran)
+    edited = make_wheel(
+        tmp_path / "dist", "integrity-probe", {"integrity_probe/__init__.py": b"X = 3\n"}
+    )
+    new = environment_for(edited, cached.cache)
+    assert not (new.site_packages / "evil.pth").exists()
+    assert not (site_packages_of(base) / "evil.pth").exists() and integrity.verify(base) is None
+    assert not ran.exists()
+
+
+def test_other_requirements_get_another_base(cached: Cached, tmp_path: Path) -> None:
+    environment_for(cached.wheel, cached.cache)
+    before = _bases(cached.cache)
+    module = {"integrity_probe/__init__.py": b"X = 4\n"}
+    other = make_wheel(tmp_path / "dist", "integrity-probe", module, requires=("iniconfig",))
+    new = environment_for(other, cached.cache)
+    assert len(_bases(cached.cache)) == len(before) + 1
+    assert (new.site_packages / "iniconfig").is_dir()

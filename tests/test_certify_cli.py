@@ -15,7 +15,7 @@ import pytest
 from aitbc.plugins import PluginRegistry
 from aitbc.plugins.registry import sha256_file
 from certify_support import load_cases, make_project, materialize
-from conftest import FAST_POLICY, REPO, VULN_DB
+from conftest import FAST_POLICY, VULN_DB
 
 pytestmark = pytest.mark.integration
 TOOL = Path(sys.executable).with_name("aitbc-plugin")
@@ -155,10 +155,8 @@ def test_not_certified_exits_1_and_names_the_reason(tmp_path: Path, policy: Path
 def test_a_passing_partial_run_exits_0_but_certifies_nothing(
     good: Path, policy: Path, tmp_path: Path
 ) -> None:
-    """What the pre-commit hook runs (.pre-commit-hooks.yaml): it needs exit 0 to pass."""
-    hook = (REPO / ".pre-commit-hooks.yaml").read_text()
+    """A fast subset of the checks (as a CI step may run): exit 0, and no certification."""
     only = ("--only", "metadata", "--only", "interface", "--only", "security")
-    assert f"entry: aitbc-plugin certify {' '.join(only)}\n" in hook
     reports = tmp_path / "reports"
     run = certify(good, *only, "--format", "text", "--format", "json", "--report-dir", reports,
                   "--policy", policy, cache=tmp_path / "c")  # fmt: skip

@@ -10,12 +10,14 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from aitbc.plugin_toolkit.certify.base import CheckContext, Lazy, PluginInfo
+from aitbc.plugin_toolkit.certify.cache import ResultCache
 from aitbc.plugin_toolkit.certify.checks.audit import AuditCheck
 from aitbc.plugin_toolkit.certify.model import CheckResult, CheckStatus, Severity
 from aitbc.plugin_toolkit.certify.osv import (
@@ -306,10 +308,54 @@ def test_cache_inputs_are_the_db_the_installed_metadata_and_declarations(
     assert check.cache_inputs(_context(vulnerable, tmp_path)) is None  # online: never cached
     inputs = check.cache_inputs(_context(vulnerable, tmp_path, vuln_db=ADVISORY_DB)) or []
     assert inputs[0] == ADVISORY_DB
-    metadata = {p.parent.name: p for p in inputs if p.name == "METADATA"}
-    assert set(metadata) == {"idna-3.6.dist-info", "audit_vulnerable_dependency-0.1.0.dist-info"}
-    assert all(p.is_relative_to(vulnerable.env.site_packages) for p in metadata.values())
+    assert vulnerable.wheel not in inputs  # the code's bytes are not what the audit reads
+    facts = json.loads(inputs[1].read_text())
+    installed = {PurePosixPath(name).parent.name for name in facts["installed"]}
+    assert installed == {"idna-3.6.dist-info", "audit_vulnerable_dependency-0.1.0.dist-info"}
     assert vulnerable.project / "requirements.txt" in inputs  # findings point into it
+
+
+def _with_plugin_py(built: Built, where: Path, change: Callable[[str], str]) -> Built:
+    """``built`` after an author's edit of plugin.py: in the project, and in a wheel
+    built from it."""
+    import shutil
+
+    project = where / built.project.name
+    shutil.copytree(built.project, project)
+    for source in project.rglob("plugin.py"):
+        source.write_text(change(source.read_text()))
+    wheel = where / built.wheel.name
+    with zipfile.ZipFile(built.wheel) as old, zipfile.ZipFile(wheel, "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename.endswith("/plugin.py"):
+                data = change(data.decode()).encode()
+            new.writestr(info, data)
+    return dataclasses.replace(built, project=project, wheel=wheel)
+
+
+def test_an_edit_that_imports_nothing_new_keeps_the_audit_key(
+    vulnerable: Built, tmp_path: Path
+) -> None:
+    """The edit loop: a plugin.py edit is a new wheel, but not a new audit; a new import
+    (which may be undeclared) is."""
+    cache = ResultCache(tmp_path / "cache", "salt")
+
+    def key(built: Built, run: str) -> str:
+        context = _context(built, tmp_path / run, vuln_db=ADVISORY_DB)
+        inputs = AuditCheck().cache_inputs(context)
+        assert inputs is not None
+        # As the runner names them: relative to the run's folder (scratch and project).
+        return cache.key("audit", inputs, tmp_path / run)
+
+    def edited(name: str, change: Callable[[str], str]) -> Built:
+        return _with_plugin_py(vulnerable, tmp_path / name, change)
+
+    same_place = edited("a", lambda s: s)
+    before = key(same_place, "a")
+    assert key(edited("b", lambda s: s), "b") == before  # another run's folder: same key
+    assert key(edited("c", lambda s: s + "# a comment\n"), "c") == before
+    assert key(edited("d", lambda s: s + "import yaml\n"), "d") != before
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:

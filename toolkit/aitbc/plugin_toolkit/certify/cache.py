@@ -8,10 +8,14 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from filelock import FileLock
 from platformdirs import user_cache_dir
 
 from ..files import write_atomic
@@ -23,6 +27,24 @@ CACHEABLE = frozenset({CheckStatus.PASSED, CheckStatus.FAILED})
 
 def cache_root() -> Path:
     return Path(user_cache_dir("aitbc-plugin"))
+
+
+@contextmanager
+def mypy_cache(project: Path) -> Iterator[Path]:
+    """mypy's incremental cache for one plugin project, kept between runs and held by one
+    run at a time: after a one-line edit mypy re-analyses the changed module and what
+    depends on it, not the SDK and the standard library (seconds of every run).
+
+    Trusting it is safe because mypy trusts no entry blindly: each is checked against
+    the size and hash of the file it came from, and a module with errors is never cached,
+    so its errors are found again every run.  Keyed by the project's path and this
+    Python: several plugins' caches never mix, and a cache never outlives its Python."""
+    root = cache_root() / "mypy"
+    key = hashlib.sha256(f"{project.resolve()}\0{sys.version}".encode()).hexdigest()[:24]
+    folder = root / key
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        yield folder
 
 
 def fingerprint(paths: list[Path], base: Path) -> str:

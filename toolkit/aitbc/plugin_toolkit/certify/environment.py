@@ -24,6 +24,7 @@ import sysconfig
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.parser import BytesParser
 from importlib import metadata
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from ..files import write_atomic
 from . import integrity
 
 KEEP_ENVIRONMENTS = 8  # older ones are pruned
+KEEP_BASES = 4  # the dependencies of the plugins certified most recently
 # Tools the environment needs beside the plugin: the tests check runs pytest in it.
 ENVIRONMENT_TOOLS = ("pytest", "pytest-timeout>=2.3", "coverage>=7.4")
 #: Every install: wheels only (building an sdist runs its setup.py, here, unjailed);
@@ -192,12 +194,12 @@ def site_packages_of(root: Path) -> Path:
 
 
 def reuse_or_make(
-    root: Path, make: Callable[[], None], *, reuse: bool, timeout: float
+    root: Path, make: Callable[[], list[Path] | None], *, reuse: bool, timeout: float
 ) -> tuple[bool, str | None]:
     """(reused, why it was rebuilt) for the environment at ``root``, made by ``make``
     where it is absent, half-built or changed (the caller holds its lock).  The record
-    of its files is taken after the install (bytecode compiled first) and written last,
-    as the marker that makes it usable."""
+    of its files is taken after the install (bytecode compiled first: the modules
+    ``make`` names, or all) and written last, as the marker that makes it usable."""
     rebuilt_because = None
     if reuse and integrity.is_marked(root):
         rebuilt_because = integrity.verify(root)
@@ -206,8 +208,8 @@ def reuse_or_make(
             return True, None
     # A venv records its own path, so it is built where it will live.
     shutil.rmtree(root, ignore_errors=True)
-    make()
-    integrity.compile_bytecode(site_packages_of(root), timeout)
+    modules = make()
+    integrity.compile_bytecode(site_packages_of(root), timeout, modules)
     integrity.record(root)
     return False, rebuilt_because
 
@@ -215,35 +217,121 @@ def reuse_or_make(
 def environment_for(
     plugin_wheel: Path, cache_dir: Path, *, reuse: bool = True, timeout: float = 600
 ) -> IsolatedEnvironment:
-    """Create (or reuse) the environment holding the SDK and ``plugin_wheel``."""
+    """Create (or reuse) the environment holding the SDK and ``plugin_wheel``.
+
+    One per plugin wheel, never changed once made.  A new wheel whose requirements
+    are those of one seen before (the plugin edited, not its dependencies) starts from
+    a copy of the *base* made for them (the SDK, the tools and the dependencies, with
+    their bytecode) and only the plugin itself is installed into it: a copy is a tenth
+    of a second, a fresh install and compile a second or more."""
     sdk_wheel, sdk_bytes = _checked_sdk_wheel(cache_dir / "sdk-wheels")
-    key_parts = [sdk_bytes, plugin_wheel.read_bytes(), sys.version.encode(),
-                 " ".join(ENVIRONMENT_TOOLS).encode()]  # fmt: skip
-    key = hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in key_parts)).hexdigest()
+    key = _key(sdk_bytes, plugin_wheel.read_bytes())
     envs = cache_dir / "envs"
     envs.mkdir(parents=True, exist_ok=True)
     root = envs / key[:24]
+    base = Base(cache_dir / "bases", sdk_wheel, sdk_bytes, plugin_wheel, reuse, timeout)
     with FileLock(str(root) + ".lock"):
         reused, rebuilt_because = reuse_or_make(
-            root,
-            lambda: _create(root, sdk_wheel, sdk_bytes, plugin_wheel, timeout),
-            reuse=reuse,
-            timeout=timeout,
+            root, lambda: _create(root, base), reuse=reuse, timeout=timeout
         )
         site_packages = site_packages_of(root)
     if not reused:
-        _prune(envs)
+        _prune(envs, KEEP_ENVIRONMENTS)
     return IsolatedEnvironment(root, root / "bin" / "python", site_packages, reused,
                                rebuilt_because)  # fmt: skip
 
 
-def _create(
-    root: Path, sdk_wheel: Path, sdk_bytes: bytes, plugin_wheel: Path, timeout: float
-) -> None:
+def _key(*parts: bytes) -> str:
+    parts += (sys.version.encode(), " ".join(ENVIRONMENT_TOOLS).encode())
+    return hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
+
+
+def wheel_requirements(wheel: Path) -> list[str] | None:
+    """The wheel's ``Requires-Dist`` lines, sorted; None when its METADATA cannot be read
+    (the environment is then made from the wheel alone, which says what is wrong)."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = [n for n in archive.namelist() if n.count("/") == 1
+                     and n.endswith(".dist-info/METADATA")]  # fmt: skip
+            if len(names) != 1:
+                return None
+            parsed = BytesParser().parsebytes(archive.read(names[0]), headersonly=True)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+    return sorted(str(line) for line in parsed.get_all("Requires-Dist") or [])
+
+
+@dataclass(frozen=True)
+class Base:
+    """Where the bases live, and what a plugin environment is made with."""
+
+    folder: Path
+    sdk_wheel: Path
+    sdk_bytes: bytes
+    plugin_wheel: Path
+    reuse: bool
+    timeout: float
+
+
+def _create(root: Path, base: Base) -> list[Path] | None:
+    """Make the environment; the modules that need bytecode (None: all of them)."""
+    requirements = wheel_requirements(base.plugin_wheel)
+    modules = _modules_of(base.plugin_wheel)
+    if requirements is None or modules is None or uv_command() is None:
+        _install(root, base, [str(base.sdk_wheel), str(base.plugin_wheel), *ENVIRONMENT_TOOLS])
+        return None
+    base.folder.mkdir(parents=True, exist_ok=True)
+    made = base.folder / _key(base.sdk_bytes, "\n".join(requirements).encode())[:24]
+    packages = [str(base.sdk_wheel), *requirements, *ENVIRONMENT_TOOLS]
+    with FileLock(str(made) + ".lock"):  # held while it is copied: never rebuilt mid-copy
+        reused, _ = reuse_or_make(
+            made, lambda: _install(made, base, packages), reuse=base.reuse, timeout=base.timeout
+        )
+        # Copies, never links: a write into one environment must not reach another.
+        shutil.copytree(made, root, symlinks=True, ignore=_marker_of(made))
+    if not reused:
+        _prune(base.folder, KEEP_BASES)
+    uv = uv_command() or []
+    run_step([*uv, "pip", "install", "--quiet", *UV_INSTALL, "--no-deps", "--python",
+              str(root / "bin" / "python"), str(base.plugin_wheel)],
+             "installing the plugin", base.timeout, root.parent)  # fmt: skip
+    site_packages = site_packages_of(root)
+    _check_sdk(site_packages, base.sdk_bytes)
+    return [site_packages / name for name in modules]  # the copy's bytecode is valid
+
+
+def _modules_of(wheel: Path) -> list[str] | None:
+    """The Python modules the wheel installs into site-packages (from its purelib or
+    platlib data too); None when it cannot be read."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    found = []
+    for name in names:
+        parts = name.split("/")
+        if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+            parts = parts[2:]
+        elif parts[0].endswith((".data", ".dist-info")):
+            continue
+        if parts[-1].endswith(".py") and ".." not in parts:
+            found.append("/".join(parts))
+    return found
+
+
+def _marker_of(base: Path) -> Callable[[str, list[str]], set[str]]:
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {integrity.MARKER} if Path(folder) == base else set()
+
+    return ignore
+
+
+def _install(root: Path, base: Base, packages: list[str]) -> list[Path] | None:
     uv = uv_command()
     python = root / "bin" / "python"
-    packages = [str(sdk_wheel), str(plugin_wheel), *ENVIRONMENT_TOOLS]
     what = "installing the plugin and its dependencies"
+    timeout = base.timeout
     # From the cache, not the user's folder: uv reads the [tool.uv] of a pyproject.toml
     # there, and that may be the plugin's own (its index, its settings).
     where = root.parent
@@ -256,13 +344,14 @@ def _create(
         # have been changed through a link an older toolkit made.  It is small.
         run_step([*uv, "pip", "install", "--quiet", *UV_INSTALL, "--no-deps", "--no-cache",
                   "--reinstall-package", "aitbc-plugins", "--python", str(python),
-                  str(sdk_wheel)], what, timeout, where)  # fmt: skip
+                  str(base.sdk_wheel)], what, timeout, where)  # fmt: skip
     else:
         run_step([sys.executable, "-m", "venv", str(root)], "creating the plugin environment",
                  timeout, where)  # fmt: skip
         run_step([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                   *PIP_INSTALL, *packages], what, timeout, where)  # fmt: skip
-    _check_sdk(site_packages_of(root), sdk_bytes)
+    _check_sdk(site_packages_of(root), base.sdk_bytes)
+    return None
 
 
 def _check_sdk(site_packages: Path, sdk_wheel: bytes) -> None:
@@ -277,12 +366,12 @@ def _check_sdk(site_packages: Path, sdk_wheel: bytes) -> None:
                 raise ToolkitError(f"the plugin environment holds a changed SDK: {name} differs")
 
 
-def _prune(envs: Path) -> None:
+def _prune(envs: Path, keep: int) -> None:
     complete = sorted(
         (p for p in envs.iterdir() if integrity.is_marked(p)), key=integrity.marked_at,
         reverse=True,
     )  # fmt: skip
-    for stale in complete[KEEP_ENVIRONMENTS:]:
+    for stale in complete[keep:]:
         try:
             with FileLock(str(stale) + ".lock", timeout=0):
                 shutil.rmtree(stale, ignore_errors=True)

@@ -127,13 +127,18 @@ def manifest(root: Path) -> dict[str, str]:
     return dict(sorted(described.items()))
 
 
-def compile_bytecode(site_packages: Path, timeout: float) -> None:
-    """Compile every module under ``site_packages``: compiling runs no code, and with
-    ``-I -S`` this Python starts without any ``.pth`` file.  It is the Python the
-    environment was made with, so the bytecode is what the environment's Python would
-    write (the same cache tag and magic number).  On every core: pygments alone has
-    hundreds of modules.  A module that does not compile gets no bytecode, here or later."""
-    command = [sys.executable, "-I", "-S", "-m", "compileall", "-qq", "-j", "0", str(site_packages)]
+def compile_bytecode(site_packages: Path, timeout: float, only: list[Path] | None = None) -> None:
+    """Compile every module under ``site_packages`` (or just those in ``only``):
+    compiling runs no code, and with ``-I -S`` this Python starts without any ``.pth``
+    file.  It is the Python the environment was made with, so the bytecode is what the
+    environment's Python would write (the same cache tag and magic number).  On every
+    core: pygments alone has hundreds of modules.  A module that does not compile gets
+    no bytecode, here or later."""
+    targets = [str(site_packages)] if only is None else [str(p) for p in only if p.is_file()]
+    if not targets:
+        return
+    workers = ["-j", "0"] if only is None else []  # a pool costs more than a few files
+    command = [sys.executable, "-I", "-S", "-m", "compileall", "-qq", *workers, *targets]
     if run(command, timeout=timeout).timed_out:
         raise ToolkitError(f"compiling the environment's modules took longer than {timeout:g}s")
 

@@ -211,6 +211,30 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
         raise click.exceptions.Exit(1)
 
 
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--project", type=click.Path(path_type=Path), default=".", show_default=True,
+              help="The plugin project.")  # fmt: skip
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path),
+              help="A policy TOML file (default: the toolkit's own).")  # fmt: skip
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report format.")  # fmt: skip
+def check(files: tuple[Path, ...], project: Path, policy_file: Path | None,
+          output_format: str) -> None:  # fmt: skip
+    """The fast part of certification, on the source as it is: the interface (mypy) and
+    security (bandit) checks, in about a second, building nothing and running no plugin
+    code.  For the edit loop and pre-commit; it never certifies (certify does).
+
+    FILES: scan only these with bandit (pre-commit passes the changed ones)."""
+    from ..certify.quick import quick_check
+    from ..certify.writers import WRITERS
+
+    report = quick_check(project, list(files), policy_file)
+    click.echo(_render(WRITERS[output_format], report), nl=False)
+    if not report.passed:
+        raise click.exceptions.Exit(1)
+
+
 cli.add_command(ci)
 
 

@@ -20,7 +20,7 @@ from ..policy import MAX_ARTIFACT_MB_CEILING
 from ._archive import MIB, mib, unsafe_reason
 
 #: Folders of a project that never hold the source a wheel was built from.
-_NOT_SOURCE = frozenset({"__pycache__", "build", "dist", "node_modules", "site-packages"})
+NOT_SOURCE = frozenset({"__pycache__", "build", "dist", "node_modules", "site-packages"})
 SOURCE_SUFFIXES = (".py", ".pyi")
 #: Files that decide what the wheel holds, besides the sources themselves.
 BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", "requirements.txt")
@@ -115,7 +115,7 @@ def project_sources(project: Path) -> list[Path]:
             d
             for d in dirs
             if not d.startswith(".")
-            and d not in _NOT_SOURCE
+            and d not in NOT_SOURCE
             and not d.endswith(".egg-info")
             and not (Path(folder, d) / "pyvenv.cfg").exists()
         )

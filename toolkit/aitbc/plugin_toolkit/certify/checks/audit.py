@@ -29,10 +29,12 @@ Imports of the shipped code that no requirement declares are findings too (:mod:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,11 +136,10 @@ class AuditCheck:
     needs_wheel = True
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
-        """The vuln db directory (the cache stats its files), the wheel (its
-        requirements and code), the installed METADATA of the plugin and of each
-        audited dependency (names, versions, requirements: their paths in the reused
-        environment hold the versions too) and the project files findings point into.
-        Online answers change under us: never cached."""
+        """The vuln db directory (the cache stats its files), what the verdict reads of
+        the wheel and of the installed METADATA of the plugin and of each audited
+        dependency (:meth:`_facts`), and the project files findings point into.  Online
+        answers change under us: never cached."""
         if context.vuln_db is None or context.osv_url or context.wheel is None:
             return None
         try:
@@ -151,7 +152,43 @@ class AuditCheck:
         declaring = ("requirements.txt", "pyproject.toml", "setup.cfg", "setup.py")
         files = {context.workdir / n for n in declaring}
         files |= {context.workdir / d.file for d in listed if d.file}
-        return [context.vuln_db, context.wheel, *deps.metadata_files, *sorted(files)]
+        facts = self._facts(context, context.wheel, deps.metadata_files)
+        return None if facts is None else [context.vuln_db, facts, *sorted(files)]
+
+    @staticmethod
+    def _facts(context: CheckContext, wheel: Path, installed: list[Path]) -> Path | None:
+        """What the verdict depends on, in one file for the key: the wheel's METADATA,
+        the names it ships and each import of its code with its place; and each
+        installed METADATA (names, versions, requirements) by its place in the
+        environment (the dist-info folder's name holds the version too).  Not the code's
+        bytes, nor which environment: an edit that imports nothing new (the author's
+        usual edit) keeps the audit's verdict, as it should."""
+        try:
+            site_packages = context.environment().site_packages
+            environment = {
+                str(path.relative_to(site_packages)): hashlib.sha256(path.read_bytes()).hexdigest()
+                for path in installed
+            }
+            shipped = _shipped.extract(wheel, context.scratch / "key" / "shipped", context.workdir)
+            with zipfile.ZipFile(wheel) as archive:
+                metadata = [archive.read(n).hex() for n in archive.namelist()
+                            if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]  # fmt: skip
+            facts = {
+                "installed": environment,
+                "metadata": metadata,
+                "files": list(shipped.files),
+                "imports": sorted(
+                    (i.module, i.file, i.line)
+                    for name in shipped.sources
+                    if name.endswith(".py")
+                    for i in _imports.imports_of(shipped.root / name, shipped.project_path(name))
+                ),
+            }
+        except (CheckError, OSError, ValueError, zipfile.BadZipFile):
+            return None
+        path = context.scratch / "key" / "audited-facts.json"
+        path.write_text(json.dumps(facts, sort_keys=True), encoding="utf-8")
+        return path
 
     @staticmethod
     def _folder(context: CheckContext) -> Path:

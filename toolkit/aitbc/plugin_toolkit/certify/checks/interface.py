@@ -24,7 +24,6 @@ import ast
 import contextlib
 import io
 import json
-import os
 import re
 import shlex
 import string
@@ -32,6 +31,7 @@ import sys
 import threading
 import tokenize
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from aitbc.plugins import process
 from aitbc.plugins.process import Completed
 
 from ..base import CheckContext, CheckError, result, timed
+from ..cache import mypy_cache
 from ..model import CheckResult, Finding, Severity
 from . import _shipped, _site
 from ._hints import with_hint
@@ -180,6 +181,17 @@ def _hint(record: dict[str, Any]) -> str:
     return f" ({' '.join(kept)})" if kept else ""
 
 
+@dataclass(frozen=True)
+class StaticHalf:
+    """What mypy found: interface findings, other type errors, the ``# type: ignore``
+    comments disregarded, and where the plugin's class is (file, line)."""
+
+    findings: list[Finding]
+    ignored: list[str]
+    disregarded: int
+    where: tuple[str, int | None]
+
+
 class InterfaceCheck:
     """The plugin implements its kind's interface, checked statically with mypy against
     the SDK.
@@ -216,11 +228,41 @@ class InterfaceCheck:
         environment = context.environment()
         _ask_in_background(context)
         entry_point = plugin.entry_point
-        module, attribute = split_entry_point(entry_point)
-        root = context.scratch / "src"
-        shipped = _shipped.extract(wheel, root, context.workdir)
+        shipped = _shipped.extract(wheel, context.scratch / "src", context.workdir)
         if any(name.startswith(("aitbc/plugins/", PROBE_FILE)) for name in shipped.files):
             raise CheckError("the wheel ships files over the SDK's own")
+        kind = context.plugin.kind if context.plugin is not None else None
+        static = self.static_half(context, shipped, entry_point, environment.site_packages, kind)
+        findings, where = static.findings, static.where
+        at_run_time, compared = self._runtime(context, shipped, where, findings)
+        findings += at_run_time
+        checked = "mypy found no interface error"
+        if compared:
+            checked += "; its run-time signatures are the SDK's"
+        summary = (
+            f"{len(findings)} interface error(s) in {entry_point}"
+            if findings
+            else f"{entry_point} implements its kind's interface ({checked})"
+        )
+        return result(
+            self.id,
+            findings,
+            elapsed(),
+            summary,
+            other_type_errors=len(static.ignored),
+            other_type_errors_sample=static.ignored[:_KEPT_IGNORED],
+            disregarded_suppressions=static.disregarded,
+            runtime_signatures=compared or "not compared: no metadata probe to ask",
+        )
+
+    def static_half(
+        self, context: CheckContext, shipped: _shipped.ShippedCode, entry_point: str,
+        site_packages: Path, kind: str | None,
+    ) -> StaticHalf:  # fmt: skip
+        """mypy over ``shipped`` (extracted where mypy may change it) with the probe for
+        ``entry_point``, the SDK and dependencies resolved from ``site_packages``."""
+        module, attribute = split_entry_point(entry_point)
+        root = shipped.root
         for name in shipped.sources:
             if name.endswith(".pyi") and name[:-1] in shipped.files:
                 (root / name).unlink()  # the module that runs is the one checked
@@ -229,27 +271,9 @@ class InterfaceCheck:
         template = (context.checks_dir / "mypy_probe.py.tmpl").read_text(encoding="utf-8")
         probe = render_probe(template, entry_point)
         (root / PROBE_FILE).write_text(probe, encoding="utf-8")
-        python = python_stand_in(context.scratch, environment.site_packages)
-        run = process.run(
-            [
-                sys.executable,
-                "-m",
-                "mypy",
-                "--config-file",
-                str(context.checks_dir / "mypy.ini"),
-                "--python-executable",
-                str(python),
-                "--output",
-                "json",
-                "--no-error-summary",
-                "--cache-dir",
-                os.devnull,  # a fresh analysis each time: the result cache is per check
-                PROBE_FILE,
-            ],
-            cwd=root,
-            timeout=context.policy.tool_timeout_s,
-            env={"MYPYPATH": "", "MYPY_FORCE_COLOR": "0"},
-        )
+        python = python_stand_in(context.scratch, site_packages)
+        with mypy_cache(context.project) as cache_dir:
+            run = self._mypy(context, root, python, cache_dir)
         if run.timed_out:
             raise CheckError(f"mypy took longer than {context.policy.tool_timeout_s:g}s")
         try:
@@ -268,29 +292,26 @@ class InterfaceCheck:
             reason = f"mypy could not resolve the SDK: {missing_sdk[0]['message']}"
             raise CheckError(reason)
         where = class_location(root, module, attribute.split(".")[-1])
-        kind = context.plugin.kind if context.plugin is not None else None
         findings, ignored = self._classify(errors, shipped, probe_labels(probe), where)
         findings = [with_hint(f, kind, shipped, attribute.split(".")[-1]) for f in findings]
-        at_run_time, compared = self._runtime(context, shipped, where, findings)
-        findings += at_run_time
-        checked = "mypy found no interface error"
-        if compared:
-            checked += "; its run-time signatures are the SDK's"
-        summary = (
-            f"{len(findings)} interface error(s) in {entry_point}"
-            if findings
-            else f"{entry_point} implements its kind's interface ({checked})"
-        )
-        return result(
-            self.id,
-            findings,
-            elapsed(),
-            summary,
-            other_type_errors=len(ignored),
-            other_type_errors_sample=ignored[:_KEPT_IGNORED],
-            disregarded_suppressions=disregarded,
-            runtime_signatures=compared or "not compared: no metadata probe to ask",
-        )
+        return StaticHalf(findings, ignored, disregarded, where)
+
+    @staticmethod
+    def _mypy(context: CheckContext, root: Path, python: Path, cache_dir: Path) -> Completed:
+        return process.run(
+            [
+                sys.executable, "-m", "mypy",
+                "--config-file", str(context.checks_dir / "mypy.ini"),
+                "--python-executable", str(python),
+                "--output", "json",
+                "--no-error-summary",
+                "--cache-dir", str(cache_dir),
+                PROBE_FILE,
+            ],
+            cwd=root,
+            timeout=context.policy.tool_timeout_s,
+            env={"MYPYPATH": "", "MYPY_FORCE_COLOR": "0"},
+        )  # fmt: skip
 
     def _classify(
         self,

@@ -161,6 +161,14 @@ class SecurityCheck:
             raise CheckError(
                 f"{len(targets)} Python files ship or run: at most {MAX_FILES} are scanned"
             )
+        return self.scan(context, targets, bytecode, elapsed)
+
+    def scan(
+        self, context: CheckContext, targets: list[Target], bytecode: list[Finding],
+        elapsed: Callable[[], float],
+    ) -> CheckResult:  # fmt: skip
+        """The verdict on ``targets`` (bandit and the toolkit's rule), with ``bytecode``'s
+        findings."""
         issues = [*self._bandit(context, targets), *_dynamic(targets)] if targets else []
         # B101 warns that `python -O` strips asserts from installed code: in tests and
         # build scripts, which are never installed, an assert is how they check.
