@@ -15,6 +15,7 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import IO
 
 import pyte
 import pytest
@@ -22,7 +23,7 @@ from aitbc.plugin_toolkit.certify.model import CertificationReport, CheckResult,
 from aitbc.plugin_toolkit.certify.writers._common import PARTIAL
 from aitbc.plugin_toolkit.certify.writers.text import render
 from aitbc.plugin_toolkit.cli.progress import in_ci, result_line
-from certify_support import make_project
+from certify_support import load_cases, make_project, materialize
 from conftest import VULN_DB
 from test_writers import FAILING
 
@@ -88,12 +89,15 @@ def certify_args(project: Path, *extra: str | Path) -> list[str]:
     return [str(TOOL), "certify", str(project), *only, "--vuln-db", str(VULN_DB), *map(str, extra)]
 
 
-def on_terminal(argv: list[str], env: dict[str, str], timeout: float = 120) -> tuple[int, bytes]:
-    """Run ``argv`` with stdout and stderr on one pseudo-terminal; all it wrote there."""
+def on_terminal(
+    argv: list[str], env: dict[str, str], stdout: IO[bytes] | None = None, timeout: float = 120
+) -> tuple[int, bytes]:
+    """Run ``argv`` with stderr, and stdout unless given, on one pseudo-terminal; all it
+    wrote there."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
-                             start_new_session=True)  # fmt: skip
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or slave,
+                             stderr=slave, env=env, start_new_session=True)  # fmt: skip
     os.close(slave)
     output, deadline = bytearray(), time.monotonic() + timeout
     try:
@@ -170,6 +174,38 @@ def test_on_a_terminal_each_result_replaces_its_live_line_once(
     assert {screen.buffer[row][x].fg for x in range(start, start + 6)} == {"green"}
     # The report file is the whole report, whatever the terminal showed.
     assert_plain_report_once((reports / "certification.txt").read_text(), "certification.txt")
+
+
+@pytest.mark.integration
+def test_a_failure_is_red_once_live_and_its_findings_follow(tmp_path: Path) -> None:
+    [case] = [c for c in load_cases() if c.name == "security-subprocess-shell"]
+    code, output = on_terminal(certify_args(materialize(case, tmp_path)), environment())
+    screen = screen_of(output)
+    lines = screen_lines(screen)
+    shown = "\n".join(lines)
+    assert code == 1, shown
+    [row] = result_rows(lines, "security")
+    assert row.split()[:2] == ["FAILED", "security"], shown
+    y = screen.display.index(row.ljust(COLUMNS))
+    assert {screen.buffer[y][x].fg for x in range(2, 8)} == {"red"}
+    # The verdict, then what to act on: the findings (once), and why it failed.
+    assert lines.index(next(line for line in lines if line.startswith("FAILED (only:"))) > 0
+    assert lines.count("security: FAILED") == 1 and "Failed because:" in lines, shown
+    assert sum("shell=True" in line for line in lines) >= 1, shown
+
+
+@pytest.mark.integration
+def test_a_report_sent_to_a_file_is_whole_while_the_terminal_shows_progress(
+    project: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.txt"
+    with report.open("wb") as stdout:
+        code, output = on_terminal(certify_args(project), environment(), stdout=stdout)
+    lines = screen_lines(screen_of(output))
+    assert code == 0, output
+    assert [len(result_rows(lines, c)) for c in RAN] == [1, 1], "\n".join(lines)
+    assert not any(line.startswith("PASSED") for line in lines)  # the report went to the file
+    assert_plain_report_once(report.read_text(), "stdout to a file")
 
 
 @pytest.mark.integration
