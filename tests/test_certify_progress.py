@@ -62,7 +62,6 @@ def test_a_result_line_is_one_line_of_plain_text_whatever_the_summary_holds() ->
     result = CheckResult("security", CheckStatus.FAILED, 1.25, (), "[red]x[/] \x1b[2J\nnext")
     line = result_line(result)
     assert line.plain == "  FAILED     security    1.2s  [red]x[/] \\x1b[2J next"
-    assert line.no_wrap and line.overflow == "ellipsis"
 
 
 @pytest.mark.parametrize(
@@ -90,12 +89,16 @@ def certify_args(project: Path, *extra: str | Path) -> list[str]:
 
 
 def on_terminal(
-    argv: list[str], env: dict[str, str], stdout: IO[bytes] | None = None, timeout: float = 120
+    argv: list[str],
+    env: dict[str, str],
+    stdout: IO[bytes] | None = None,
+    columns: int = COLUMNS,
+    timeout: float = 120,
 ) -> tuple[int, bytes]:
     """Run ``argv`` with stderr, and stdout unless given, on one pseudo-terminal; all it
     wrote there."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, columns, 0, 0))
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or slave,
                              stderr=slave, env=env, start_new_session=True)  # fmt: skip
     os.close(slave)
@@ -120,8 +123,8 @@ def on_terminal(
     return child.wait(timeout=10), bytes(output)
 
 
-def screen_of(output: bytes) -> pyte.Screen:
-    screen = pyte.Screen(COLUMNS, ROWS)
+def screen_of(output: bytes, columns: int = COLUMNS) -> pyte.Screen:
+    screen = pyte.Screen(columns, ROWS)
     pyte.ByteStream(screen).feed(output)
     return screen
 
@@ -206,6 +209,16 @@ def test_a_report_sent_to_a_file_is_whole_while_the_terminal_shows_progress(
     assert [len(result_rows(lines, c)) for c in RAN] == [1, 1], "\n".join(lines)
     assert not any(line.startswith("PASSED") for line in lines)  # the report went to the file
     assert_plain_report_once(report.read_text(), "stdout to a file")
+
+
+@pytest.mark.integration
+def test_on_a_narrow_terminal_a_result_stays_one_line(project: Path) -> None:
+    code, output = on_terminal(certify_args(project), environment(), columns=60)
+    lines = screen_lines(screen_of(output, columns=60))
+    assert code == 0, "\n".join(lines)
+    [row] = result_rows(lines, "security")
+    assert len(row) == 60 and row.endswith("…"), "\n".join(lines)
+    assert "ship or run" not in "\n".join(lines)  # the summary's end: cut, not wrapped
 
 
 @pytest.mark.integration

@@ -68,7 +68,6 @@ def result_line(result: CheckResult) -> Text:
     summary = brief(one_line(result.summary))
     if summary:
         line.append(f"  {summary}")
-    line.no_wrap, line.overflow = True, "ellipsis"  # one line, even on a narrow terminal
     return line
 
 
@@ -118,7 +117,9 @@ class LiveProgress:
             # Redraw first: printing repaints the live area as last drawn, and that
             # still had this check running (a flicker of a line already replaced).
             self._progress.refresh()
-            self._progress.console.print(result_line(result))
+            # One line, even on a narrow terminal (print's own options: it joins what
+            # it is given into a new Text, losing that Text's).
+            self._progress.console.print(result_line(result), no_wrap=True, overflow="ellipsis")
             self.shown.add(check_id)
 
     def showed_every_result(self, report: CertificationReport) -> bool:
