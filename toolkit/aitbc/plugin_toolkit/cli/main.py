@@ -6,11 +6,12 @@ of unexpected errors)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from aitbc.plugins import __version__
@@ -20,6 +21,9 @@ from ..errors import ToolkitError
 from ..files import write_atomic
 from ..scaffold.sources import template_kinds
 from .ci import ci
+
+if TYPE_CHECKING:
+    from .progress import LiveProgress
 
 
 class Failure(Exception):
@@ -193,7 +197,9 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
         allow_incomplete_audit=allow_incomplete_audit, use_cache=not no_cache,
         dist_dir=dist_dir, jobs=jobs, only=only, require_isolation=require_isolation,
     )  # fmt: skip
-    report = run_certification(options, progress=_progress_printer())
+    progress = _progress_printer()
+    with progress or contextlib.nullcontext():
+        report = run_certification(options, progress=progress)
     rendered = {name: _render(WRITERS[name], report) for name in chosen}
     if output is not None:
         write_atomic(output, rendered[chosen[0]].encode())
@@ -203,10 +209,10 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
             write_atomic(
                 report_dir / f"certification{WRITERS[name].suffix}", rendered[name].encode()
             )
-    if output is None and report_dir is None:
-        click.echo(rendered[chosen[0]], nl=False)
+    if output is not None or report_dir is not None or chosen[0] == "text":
+        click.echo(_terminal_text(report, progress), nl=False)
     else:
-        click.echo(rendered.get("text") or _render(WRITERS["text"], report), nl=False)
+        click.echo(rendered[chosen[0]], nl=False)
     if not report.passed:
         raise click.exceptions.Exit(1)
 
@@ -246,29 +252,25 @@ def _render(writer: Any, report: Any) -> str:
     return buffer.getvalue()
 
 
-def _progress_printer() -> Any:
-    """Live progress on a terminal (stderr): one line as each check starts and ends."""
-    if not sys.stderr.isatty():
-        return None
-    from rich.console import Console
+def _progress_printer() -> LiveProgress | None:
+    """Live progress on stderr when it is an interactive terminal and not CI's."""
+    from .progress import live_progress
 
-    from ..certify.causes import brief
+    return live_progress()
 
-    console = Console(stderr=True)
-    colours = {"passed": "green", "failed": "red", "error": "red", "incomplete": "yellow",
-               "skipped": "dim"}  # fmt: skip
 
-    def report(check_id: str, result: Any) -> None:
-        if result is None:
-            console.print(f"[dim]  ... {check_id}[/dim]")
-        else:
-            status = result.status.value
-            cached = " (cached)" if result.cached else ""
-            console.print(f"  [{colours[status]}]{status:<10}[/] {check_id:<10} "
-                          f"{result.duration_s:6.1f}s{cached}  {brief(result.summary)}",
-                          markup=True, highlight=False)  # fmt: skip
+def _terminal_text(report: Any, progress: LiveProgress | None) -> str:
+    """The text report for stdout: without its per-check table when the live lines have
+    just shown every result on this same terminal (else the full report)."""
+    import io
 
-    return report
+    from ..certify.writers.text import TextWriter
+    from .progress import same_terminal
+
+    compact = progress is not None and progress.showed_every_result(report) and same_terminal()
+    buffer = io.StringIO()
+    TextWriter().write(report, buffer, compact=compact)
+    return buffer.getvalue()
 
 
 def _display_path(path: Path) -> str:

@@ -3,6 +3,9 @@
 Verdict first, then one line per check, then what a person must act on: the findings of
 every check that did not pass (and the notes of every check), the artifacts, the reasons,
 and what the verdict stands on: the toolkit, the isolation and the policy.
+
+``compact`` leaves out the one-line-per-check table: the CLI asks for it only when its
+live progress has just shown every check's result on the same terminal.
 """
 
 from __future__ import annotations
@@ -30,14 +33,15 @@ from ._common import (
 class TextWriter:
     suffix = ".txt"
 
-    def write(self, report: CertificationReport, stream: IO[str]) -> None:
-        stream.write("\n".join(render(report)) + "\n")
+    def write(self, report: CertificationReport, stream: IO[str], *, compact: bool = False) -> None:
+        stream.write("\n".join(render(report, compact=compact)) + "\n")
 
 
-def render(report: CertificationReport) -> list[str]:
+def render(report: CertificationReport, *, compact: bool = False) -> list[str]:
     lines = [f"{verdict(report)}: {plugin_label(report)}"]
-    lines += [PARTIAL, ""] if report.only else [""]
-    lines += _check_lines(report.checks)
+    lines += [PARTIAL] if report.only else []
+    if not compact:
+        lines += ["", *_check_lines(report.checks)]
     for check in report.checks:
         noted = notes(check)
         if shown_findings(check) or noted:
