@@ -22,9 +22,9 @@ import shutil
 import sys
 import sysconfig
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from email.parser import BytesParser
 from importlib import metadata
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import ToolkitError
 from ..files import write_atomic
-from . import integrity
+from . import bases, integrity
 
 KEEP_ENVIRONMENTS = 8  # older ones are pruned
 KEEP_BASES = 4  # the dependencies of the plugins certified most recently
@@ -246,21 +246,6 @@ def _key(*parts: bytes) -> str:
     return hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
 
 
-def wheel_requirements(wheel: Path) -> list[str] | None:
-    """The wheel's ``Requires-Dist`` lines, sorted; None when its METADATA cannot be read
-    (the environment is then made from the wheel alone, which says what is wrong)."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            names = [n for n in archive.namelist() if n.count("/") == 1
-                     and n.endswith(".dist-info/METADATA")]  # fmt: skip
-            if len(names) != 1:
-                return None
-            parsed = BytesParser().parsebytes(archive.read(names[0]), headersonly=True)
-    except (OSError, zipfile.BadZipFile, KeyError):
-        return None
-    return sorted(str(line) for line in parsed.get_all("Requires-Dist") or [])
-
-
 @dataclass(frozen=True)
 class Base:
     """Where the bases live, and what a plugin environment is made with."""
@@ -268,29 +253,21 @@ class Base:
     folder: Path
     sdk_wheel: Path
     sdk_bytes: bytes
-    plugin_wheel: Path
+    plugin_wheel: Path  # what the environment is for (the project, for a base made early)
     reuse: bool
     timeout: float
 
 
 def _create(root: Path, base: Base) -> list[Path] | None:
     """Make the environment; the modules that need bytecode (None: all of them)."""
-    requirements = wheel_requirements(base.plugin_wheel)
-    modules = _modules_of(base.plugin_wheel)
+    requirements = bases.wheel_requirements(base.plugin_wheel)
+    modules = bases.modules_of(base.plugin_wheel)
     if requirements is None or modules is None or uv_command() is None:
         _install(root, base, [str(base.sdk_wheel), str(base.plugin_wheel), *ENVIRONMENT_TOOLS])
         return None
-    base.folder.mkdir(parents=True, exist_ok=True)
-    made = base.folder / _key(base.sdk_bytes, "\n".join(requirements).encode())[:24]
-    packages = [str(base.sdk_wheel), *requirements, *ENVIRONMENT_TOOLS]
-    with FileLock(str(made) + ".lock"):  # held while it is copied: never rebuilt mid-copy
-        reused, _ = reuse_or_make(
-            made, lambda: _install(made, base, packages), reuse=base.reuse, timeout=base.timeout
-        )
+    with _base_made(base, requirements) as made:  # held while copied: never rebuilt mid-copy
         # Copies, never links: a write into one environment must not reach another.
         shutil.copytree(made, root, symlinks=True, ignore=_marker_of(made))
-    if not reused:
-        _prune(base.folder, KEEP_BASES)
     uv = uv_command() or []
     run_step([*uv, "pip", "install", "--quiet", *UV_INSTALL, "--no-deps", "--python",
               str(root / "bin" / "python"), str(base.plugin_wheel)],
@@ -300,24 +277,33 @@ def _create(root: Path, base: Base) -> list[Path] | None:
     return [site_packages / name for name in modules]  # the copy's bytecode is valid
 
 
-def _modules_of(wheel: Path) -> list[str] | None:
-    """The Python modules the wheel installs into site-packages (from its purelib or
-    platlib data too); None when it cannot be read."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            names = archive.namelist()
-    except (OSError, zipfile.BadZipFile):
+@contextmanager
+def _base_made(base: Base, requirements: list[str]) -> Iterator[Path]:
+    """The base for ``requirements``, made or verified, locked while the caller uses it."""
+    base.folder.mkdir(parents=True, exist_ok=True)
+    made = base.folder / _key(base.sdk_bytes, "\n".join(requirements).encode())[:24]
+    packages = [str(base.sdk_wheel), *requirements, *ENVIRONMENT_TOOLS]
+    with FileLock(str(made) + ".lock"):
+        reused, _ = reuse_or_make(
+            made, lambda: _install(made, base, packages), reuse=base.reuse, timeout=base.timeout
+        )
+        yield made
+    if not reused:
+        _prune(base.folder, KEEP_BASES)
+
+
+def prepare_base(project: Path, cache_dir: Path, *, reuse: bool = True,
+                 timeout: float = 600) -> Path | None:  # fmt: skip
+    """Make the base the project's wheel will most likely need, from the dependencies its
+    ``pyproject.toml`` declares, while the wheel is built (the build takes seconds, and
+    so does the base); None when they are not declared there statically."""
+    requirements = bases.project_requirements(project)
+    if requirements is None or uv_command() is None:
         return None
-    found = []
-    for name in names:
-        parts = name.split("/")
-        if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
-            parts = parts[2:]
-        elif parts[0].endswith((".data", ".dist-info")):
-            continue
-        if parts[-1].endswith(".py") and ".." not in parts:
-            found.append("/".join(parts))
-    return found
+    sdk_wheel, sdk_bytes = _checked_sdk_wheel(cache_dir / "sdk-wheels")
+    base = Base(cache_dir / "bases", sdk_wheel, sdk_bytes, project, reuse, timeout)
+    with _base_made(base, requirements) as made:
+        return made
 
 
 def _marker_of(base: Path) -> Callable[[str, list[str]], set[str]]:

@@ -15,6 +15,8 @@ packages as not audited instead of silently "not vulnerable".
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -30,9 +32,12 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ..files import write_atomic
+from .cache import cache_root
 from .model import Severity
 
 SUFFIXES = (".json", ".yaml", ".yml")
+_FORMAT = 1  # of the records kept in the user cache
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 PIP_AUDIT_TIME = "%Y-%m-%dT%H:%M:%SZ"
 _ZERO = Version("0.dev0")  # introduced "0": before every release, sorted first
@@ -348,16 +353,47 @@ class OsvIndex:
         return [f"{path}: {why}" for path, why, names in self.invalid if not names or name in names]
 
 
-def build_index(directory: Path) -> OsvIndex:
-    index = OsvIndex(directory, fingerprint(directory))
-    for path in _record_files(directory):
-        data: object = None
+def build_index(directory: Path, key: str | None = None) -> OsvIndex:
+    key = key or fingerprint(directory)
+    index = OsvIndex(directory, key)
+    for path, data, error in _loaded_records(directory, key):
         try:
-            data = load_record_file(path)
+            if error is not None:
+                raise OsvRecordError(error)
             index.add(parse_record(data, path))
         except OsvRecordError as exc:
             index.invalid.append((path, str(exc), frozenset(_named_packages(data))))
     return index
+
+
+Loaded = tuple[Path, object, "str | None"]  # a record file, what it holds, why unreadable
+
+
+def _loaded_records(directory: Path, key: str) -> list[Loaded]:
+    """Every record file's content, from the user cache while the database is unchanged
+    (by :func:`fingerprint`).  Reading YAML is most of an audit's time (2,661 records:
+    two seconds, against a tenth for the same data as one JSON file), and JSON is only
+    data: a damaged or foreign file is read again from the records."""
+    stored = cache_root() / "osv" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    try:
+        cached = json.loads(stored.read_bytes())
+        if cached.get("format") == _FORMAT and cached.get("key") == key:
+            return [(directory / name, data, error) for name, data, error in cached["records"]]
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        pass  # absent or damaged: read the records
+    loaded: list[Loaded] = []
+    for path in _record_files(directory):
+        try:
+            loaded.append((path, load_record_file(path), None))
+        except OsvRecordError as exc:
+            loaded.append((path, None, str(exc)))
+    records = [[str(path.relative_to(directory)), data, error] for path, data, error in loaded]
+    with contextlib.suppress(OSError, TypeError, ValueError):  # a cache never fails an audit
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            stored, json.dumps({"format": _FORMAT, "key": key, "records": records}).encode()
+        )
+    return loaded
 
 
 _CACHE: dict[str, OsvIndex] = {}
@@ -369,7 +405,7 @@ def load_index(directory: Path) -> OsvIndex:
     key = fingerprint(directory)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = build_index(directory)
+            _CACHE[key] = build_index(directory, key)
         return _CACHE[key]
 
 

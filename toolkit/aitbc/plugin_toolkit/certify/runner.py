@@ -26,9 +26,11 @@ from .base import Check, CheckContext, CheckError, Lazy, PluginEnvironment
 from .behaviour import PHASE_CHECKS
 from .cache import AnswerCache, BuildCache, ResultCache, cache_root
 from .causes import Causes, blocked_by, name_once
+from .checks.interface import warm_mypy_cache
 from .distributions import BuildOutcome, build_distributions, plugin_info
-from .environment import environment_for
+from .environment import environment_for, prepare_base, site_packages_of
 from .model import Artifact, CertificationReport, CheckResult, CheckStatus, Finding, Severity
+from .osv import load_index
 from .policy import Policy, load_policy
 from .probes import run_metadata_probe
 from .registry_entry import registry_entry
@@ -114,6 +116,13 @@ def certify(
         workdir = run_dir / "project"
         shutil.copytree(options.project, workdir, ignore=_IGNORED, symlinks=True)
         builds = BuildCache(root if options.use_cache else None, f"{cache.salt}|{sys.version}")
+        # While the plugin builds: the base of its environment (its dependencies) is
+        # made, and the advisories read, for the checks that will wait for them.
+        early = ThreadPoolExecutor(2)
+        if options.use_cache:
+            early.submit(_prepare, workdir, options.project.resolve(), run_dir / "warm", policy)
+        if options.vuln_db is not None:
+            early.submit(load_index, options.vuln_db)
         outcome = _build(workdir, run_dir / "build", policy.tool_timeout_s, builds, root)
         plugin, plugin_problem = plugin_info(outcome.wheel) if outcome.wheel else (None, None)
         base = CheckContext(
@@ -153,7 +162,19 @@ def certify(
         report = _report(context, results, policy, tools, options.only)
         if options.dist_dir is not None and report.artifacts:
             _write_dist(options.dist_dir, [p for p in (outcome.wheel, outcome.sdist) if p])
+        early.shutdown()  # long done: the environment waited for the base it made
     return report
+
+
+def _prepare(workdir: Path, project: Path, scratch: Path, policy: Policy) -> None:
+    """What a first certification of the project would wait for, made while it builds:
+    its environment's base and its mypy cache.  A failure here is found again, and
+    named, by the step that needs the result."""
+    timeout = policy.tool_timeout_s
+    base = prepare_base(workdir, cache_root(), timeout=timeout)
+    if base is not None:
+        site_packages = site_packages_of(base)
+        warm_mypy_cache(project, site_packages, data_dir("checks"), scratch, timeout)
 
 
 def _build(
