@@ -209,3 +209,62 @@ def test_capped_keeps_the_head_and_a_slot_for_the_rest(count: int, limit: int) -
     assert len(shown) + omitted == count
     assert len(shown) + (1 if omitted else 0) <= limit
     assert omitted == 0 or omitted >= 2  # one that fits is never replaced by a "1 more"
+
+
+# -- the job summary (Markdown) -------------------------------------------------------------
+def items_and_paragraphs(source: str) -> tuple[list[str], list[str]]:
+    """The list items and paragraphs a reader of the rendered summary sees (inline text)."""
+    tokens = MarkdownIt("commonmark").enable(["table"]).parse(source)
+    items: list[str] = []
+    paragraphs: list[str] = []
+    depth = 0
+    for i, token in enumerate(tokens):
+        depth += token.type == "list_item_open"
+        depth -= token.type == "list_item_close"
+        if token.type == "inline" and tokens[i - 1].type == "paragraph_open":
+            (items if depth else paragraphs).append(token.content)
+    return items, paragraphs
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["ascii", "multibyte"])
+def test_summary_of_26000_findings_fits_githubs_limit_and_renders(wide: bool) -> None:
+    report = noisy()
+    if wide:  # three bytes a character: the limit is in bytes, not characters
+        check = report.checks[0]
+        findings = tuple(Finding(f.rule, f.severity, f.message + " 日本語" * 10, f.file, f.line)
+                         for f in check.findings)  # fmt: skip
+        report = CertificationReport(False, PLUGIN, (CheckResult(
+            check.id, check.status, 1.0, findings, check.summary),), toolkit=TOOLKIT)  # fmt: skip
+    source = render("markdown", report)
+    assert len(source.encode("utf-8")) <= limits.STEP_SUMMARY_MAX_BYTES
+    assert len(source.encode("utf-8")) > limits.STEP_SUMMARY_MAX_BYTES * 0.9  # not wasteful
+    items, paragraphs = items_and_paragraphs(source)
+    shown = [item for item in items if "Possible hardcoded password" in item]
+    severities = [item.rsplit("(", 1)[1].split(",")[0] for item in shown]
+    assert [rank(s) for s in severities] == sorted(rank(s) for s in severities)
+    above_low = sum(1 for f in report.checks[0].findings if f.severity is not Severity.LOW)
+    assert sum(1 for s in severities if s != "low") == above_low
+    more = [p for p in paragraphs if "more findings not shown" in p]
+    assert more == [f"{26_000 - len(shown):,} more findings not shown here (GitHub's limit); the "
+                    "full JSON report, certification.json (certify --format json; in the "
+                    "certify workflow, the reports artifact) has them all."]  # fmt: skip
+    assert source.rstrip().endswith("<sub>Checked by aitbc-plugin 0.3.0</sub>")  # all the rest
+
+
+def test_summary_caps_notes_too() -> None:
+    below = [{"rule": "B101", "severity": "low", "message": f"assert used {i}", "file": "p.py",
+              "line": i} for i in range(1, 26_001)]  # fmt: skip
+    check = CheckResult("security", CheckStatus.PASSED, 1.0, (), "ok",
+                        details={"below_threshold": below})  # fmt: skip
+    source = render("markdown", CertificationReport(True, PLUGIN, (check,), toolkit=TOOLKIT))
+    assert len(source.encode("utf-8")) <= limits.STEP_SUMMARY_MAX_BYTES
+    items, paragraphs = items_and_paragraphs(source)
+    noted = [item for item in items if "assert used" in item]
+    assert 1000 < len(noted) < 26_000
+    assert any(p.startswith(f"{26_000 - len(noted):,} more notes not shown") for p in paragraphs)
+
+
+def test_a_small_summary_is_whole() -> None:
+    source = render("markdown", noisy(300))
+    assert "not shown here" not in source
+    assert source.count("Possible hardcoded password") == 300
