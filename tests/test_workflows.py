@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -229,9 +230,11 @@ def certified_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     out = repo.parent / "runner-temp" / "aitbc-certify"
     env = {"PLUGIN_PATH": "plugins/wf", "POLICY": "", "VULN_DB": str(VULN_DB),
            "FAIL_ON_INCOMPLETE_AUDIT": "true", "OUT": str(out)}  # fmt: skip
+    began = time.monotonic()
     result, outputs, _ = run_step("certify.yml", "certify", "Certify", env, repo,
                                   repo.parent / "step-certify")  # fmt: skip
-    return {"repo": repo, "out": out, "result": result, "outputs": outputs}
+    seconds = time.monotonic() - began
+    return {"repo": repo, "out": out, "result": result, "outputs": outputs, "seconds": seconds}
 
 
 @pytest.mark.integration
@@ -247,6 +250,13 @@ def test_certify_step_writes_every_report_and_the_dist(certified_plugin: dict[st
     ]
     dist = sorted(p.name for p in (out / "dist").iterdir())
     assert dist == ["SHA256SUMS", "wf_plugin-0.1.0-py3-none-any.whl", "wf_plugin-0.1.0.tar.gz"]
+    # JUnit's suite time is the run's measured wall time, within the step's own.
+    from junitparser import JUnitXml
+
+    report = json.loads((out / "report" / "certification.json").read_text())
+    (suite,) = list(JUnitXml.fromfile(str(out / "report" / "certification.junit.xml")))
+    assert 0 < report["duration_s"] <= certified_plugin["seconds"]
+    assert suite.time == pytest.approx(report["duration_s"], abs=0.001)
 
 
 @pytest.mark.integration

@@ -71,6 +71,7 @@ FAILING = CertificationReport(
     artifacts=ARTIFACTS,
     toolkit=TOOLKIT,
     reasons=("interface failed: 2 errors", "audit incomplete: 1 dependency unaudited"),
+    duration_s=6.25,
 )
 PASSING = CertificationReport(
     certified=True,
@@ -123,7 +124,7 @@ def test_json_is_exactly_as_dict(report: CertificationReport) -> None:
 def test_json_has_the_documented_keys() -> None:
     data = json.loads(render("json", FAILING))
     keys = ["certified", "passed", "only", "plugin", "checks", "artifacts", "registry_entry",
-            "toolkit", "reasons", "isolation", "behaviour"]  # fmt: skip
+            "toolkit", "reasons", "isolation", "behaviour", "duration_s"]  # fmt: skip
     assert list(data) == keys
     check = data["checks"][1]
     assert {"id", "status", "duration_s", "findings"} <= set(check)
@@ -166,6 +167,8 @@ def test_junit_one_testcase_per_check_with_the_right_outcome() -> None:
     assert outcome == [[], ["failure"], ["failure"], ["error"], ["error"], ["skipped"]]
     counts = [suite.get(key) for key in ("tests", "failures", "errors", "skipped")]
     assert counts == ["6", "2", "2", "1"]
+    # The run's wall time, not the 11.577 s its parallel checks add up to.
+    assert suite.get("time") == root.get("time") == "6.250"
     failure = cases[1].find("failure")
     assert failure is not None and failure.get("message") == "2 errors | <x>"
     assert "pkg/plugin.py:12: Cannot instantiate Plugin" in (failure.text or "")

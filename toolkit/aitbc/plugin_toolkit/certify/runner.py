@@ -103,6 +103,7 @@ def certify(
     options: CertifyOptions, progress: ProgressCallback | None = None
 ) -> CertificationReport:
     policy = validate_options(options)
+    began = time.perf_counter()
     tools = tool_versions()
     root = cache_root()
     cache = ResultCache(
@@ -151,6 +152,7 @@ def certify(
             for c in every
         ])  # fmt: skip
         report = _report(context, results, policy, tools, options.only)
+        report = replace(report, duration_s=time.perf_counter() - began)  # the wall time
         if options.dist_dir is not None and report.artifacts:
             _write_dist(options.dist_dir, [p for p in (outcome.wheel, outcome.sdist) if p])
     return report
