@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -268,3 +272,65 @@ def test_a_small_summary_is_whole() -> None:
     source = render("markdown", noisy(300))
     assert "not shown here" not in source
     assert source.count("Possible hardcoded password") == 300
+
+
+# -- annotations ----------------------------------------------------------------------------
+def annotate(report: CertificationReport, tmp_path: Path, *extra: str) -> list[str]:
+    """``aitbc-plugin ci annotations`` on the JSON report, as certify.yml's Report step."""
+    path = tmp_path / "certification.json"
+    path.write_text(render("json", report), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    done = subprocess.run([sys.executable, "-m", "aitbc.plugin_toolkit", "ci", "annotations",
+                           str(path), "--plugin-path", "plugins/noisy", *extra],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def level(line: str) -> str:
+    return line[2:].split(" ", 1)[0].split("::", 1)[0]
+
+
+def test_annotations_of_26000_findings_fit_a_step(
+    flood: CertificationReport, tmp_path: Path
+) -> None:
+    tools = CheckResult("tests", CheckStatus.PASSED, 1.0, tuple(
+        Finding("tests.slow", Severity.LOW, f"slow test {i}", "tests/t.py", i)
+        for i in range(1, 40)), "ok")  # fmt: skip  # warnings: a passed check's findings
+    report = CertificationReport(False, PLUGIN, (*flood.checks, tools), toolkit=TOOLKIT)
+    lines = annotate(report, tmp_path, "--artifact", "aitbc-certify-report-py3.12")
+    assert all(line.startswith(("::error ", "::warning ")) for line in lines)
+    errors = [line for line in lines if level(line) == "error"]
+    warnings = [line for line in lines if level(line) == "warning"]
+    assert len(errors) == limits.ANNOTATIONS_PER_STEP["error"]
+    assert len(warnings) == limits.ANNOTATIONS_PER_STEP["warning"]
+    assert len(lines) <= limits.ANNOTATIONS_PER_JOB
+    *shown, last = errors
+    # The most severe: five criticals (one in 5,000), then highs.
+    assert [line.split("::")[2].split("]")[0] for line in shown] == ["[critical"] * 5 + [
+        "[high"] * 4  # fmt: skip
+    assert shown[0].startswith("::error title=certify security%3A security.B106,")
+    assert ",file=plugins/noisy/pkg/mod" in shown[0]
+    omitted = 26_000 + 39 - 9 - 10
+    assert last == (
+        f"::error title=certify%3A {omitted:,} more".replace(",", "%2C")
+        + f"::{omitted:,} more findings not shown here "
+        "(GitHub's limit); the full JSON report, certification.json in the artifact "
+        "aitbc-certify-report-py3.12 has them all."
+    )
+    assert warnings[0].endswith("::[low] slow test 1")
+
+
+def test_warnings_alone_overflowing_end_with_a_warning(tmp_path: Path) -> None:
+    check = CheckResult("tests", CheckStatus.PASSED, 1.0, tuple(
+        Finding("tests.slow", Severity.LOW, f"slow {i}", "t.py", i) for i in range(1, 13)),
+        "ok")  # fmt: skip
+    lines = annotate(CertificationReport(True, PLUGIN, (check,)), tmp_path)
+    assert [level(line) for line in lines] == ["warning"] * 10
+    assert lines[-1].startswith("::warning title=certify%3A 3 more::3 more findings not shown")
+    assert str(tmp_path / "certification.json") in lines[-1]  # no artifact: the path itself
+
+
+def test_annotations_within_the_limits_are_all_there(tmp_path: Path) -> None:
+    lines = annotate(noisy(10), tmp_path)
+    assert len(lines) == 10 and not any("more findings" in line for line in lines)

@@ -278,7 +278,7 @@ def test_report_step_annotates_and_summarises(certified_plugin: dict[str, Any],
     }
     report_path.write_text(json.dumps(data))
     sarif = json.loads((out / "report" / "certification.sarif").read_text())
-    env = {"PLUGIN_PATH": "plugins/wf", "OUT": str(out)}
+    env = {"PLUGIN_PATH": "plugins/wf", "OUT": str(out), "ARTIFACT": "aitbc-certify-report-py3.12"}
     result, _, summary = run_step("certify.yml", "certify", "Report", env,
                                   certified_plugin["repo"], tmp_path / "step")  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote
 
 from ..errors import ToolkitError
 from ..files import write_atomic
+from .limits import ANNOTATIONS_PER_STEP, more_text
 
 REPORT_KEYS = ("certified", "plugin", "checks")
 # A finding of a check that failed (or could not run) blocks certification: an error.
@@ -88,14 +89,24 @@ def repository_path(plugin_path: str, file: str) -> str:
     return joined.removeprefix("./")
 
 
-def annotation_lines(report: Mapping[str, Any], plugin_path: str = ".") -> list[str]:
-    """One workflow command per finding, plus one per blocking check without findings.
+# Most severe first; a blocking check with no finding of its own (it could not run) leads.
+_RANK = {"critical": 1, "high": 2, "medium": 3, "low": 4}
+_UNRANKED = 5
 
-    Findings of a check that failed or errored are ``::error``; others ``::warning``.
-    ``plugin_path`` is where the plugin sits in the repository, so that the annotation
-    lands on the right file in a pull request.
+
+def annotation_lines(
+    report: Mapping[str, Any], plugin_path: str = ".", full_report: str | None = None
+) -> list[str]:
+    """Workflow commands for the findings, as many as a step shows, most severe first.
+
+    Findings of a check that failed or errored are ``::error``; others ``::warning``; a
+    blocking check without findings is one command with its summary.  ``plugin_path`` is
+    where the plugin sits in the repository, so that the annotation lands on the right
+    file in a pull request.  GitHub shows only so many of each level per step and drops
+    the rest silently: past that, the last one shown says how many more there are and
+    where they all are (``full_report``, else the JSON report's usual name).
     """
-    lines: list[str] = []
+    found: list[tuple[str, int, str]] = []  # (level, rank, command)
     for check in report["checks"]:
         status = str(check["status"])
         level = "error" if status in BLOCKING_STATUSES else "warning"
@@ -113,12 +124,33 @@ def annotation_lines(report: Mapping[str, Any], plugin_path: str = ".") -> list[
             message = str(finding.get("message") or "")
             if isinstance(severity, str) and severity:
                 message = f"[{severity}] {message}"
-            lines.append(workflow_command(level, message, properties))
+            rank = _RANK.get(severity, _UNRANKED) if isinstance(severity, str) else _UNRANKED
+            found.append((level, rank, workflow_command(level, message, properties)))
         if not findings and status in BLOCKING_STATUSES | {"incomplete"}:
             summary = str(check.get("summary") or f"{check['id']} {status}")
             properties = {"title": f"certify {check['id']}: {status}"}
-            lines.append(workflow_command(level, summary, properties))
-    return lines
+            found.append((level, 0, workflow_command(level, summary, properties)))
+    found.sort(key=lambda item: item[1])  # stable: the report's order within a rank
+    return _within_step_limits(found, full_report)
+
+
+def _within_step_limits(found: list[tuple[str, int, str]], full_report: str | None) -> list[str]:
+    """Errors, then warnings, each within its per-step limit; when any give way, the last
+    slot of the most severe level that overflowed counts everything left out."""
+    by_level = {level: [line for lvl, _, line in found if lvl == level]
+                for level in ANNOTATIONS_PER_STEP}  # fmt: skip
+    over = next((lvl for lvl in ANNOTATIONS_PER_STEP
+                 if len(by_level[lvl]) > ANNOTATIONS_PER_STEP[lvl]), None)  # fmt: skip
+    if over is None:
+        return [line for lines in by_level.values() for line in lines]
+    shown = {level: lines[: ANNOTATIONS_PER_STEP[level] - (level == over)]
+             for level, lines in by_level.items()}  # fmt: skip
+    omitted = len(found) - sum(map(len, shown.values()))
+    where = f"the full JSON report, {full_report}" if full_report else None
+    final = workflow_command(over, more_text(omitted, "finding", where),
+                             {"title": f"certify: {omitted:,} more"})  # fmt: skip
+    shown[over].append(final)
+    return [line for lines in shown.values() for line in lines]
 
 
 # -- step outputs -----------------------------------------------------------------------------

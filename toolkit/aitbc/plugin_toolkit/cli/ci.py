@@ -21,11 +21,14 @@ def ci() -> None:
 @click.argument("report", type=click.Path(path_type=Path))
 @click.option("--plugin-path", default=".", show_default=True,
               help="The plugin's folder in the repository (prefixes findings' files).")  # fmt: skip
-def ci_annotations(report: Path, plugin_path: str) -> None:
-    """Print REPORT's findings (certify --format json) as ::error/::warning commands."""
+@click.option("--artifact", help="The artifact REPORT is uploaded in (named when capped).")
+def ci_annotations(report: Path, plugin_path: str, artifact: str | None) -> None:
+    """Print REPORT's findings (certify --format json) as ::error/::warning commands,
+    most severe first, as many as GitHub shows in a step."""
     from ..ci.github import annotation_lines, load_report
 
-    for line in annotation_lines(load_report(report), plugin_path):
+    where = f"{report.name} in the artifact {artifact}" if artifact else str(report)
+    for line in annotation_lines(load_report(report), plugin_path, where):
         click.echo(line)
 
 
