@@ -334,3 +334,65 @@ def test_warnings_alone_overflowing_end_with_a_warning(tmp_path: Path) -> None:
 def test_annotations_within_the_limits_are_all_there(tmp_path: Path) -> None:
     lines = annotate(noisy(10), tmp_path)
     assert len(lines) == 10 and not any("more findings" in line for line in lines)
+
+
+# -- code scanning's hard limits, before the upload -------------------------------------------
+def sarif_with(runs: int = 1, results: int = 0, rules: int = 0, locations: int = 1,
+               tags: int = 1) -> dict[str, Any]:  # fmt: skip
+    result = {"ruleId": "r", "message": {"text": "m"}, "locations": [{}] * locations}
+    run = {"tool": {"driver": {"name": "t", "rules": [{"id": "r", "properties": {
+        "tags": ["t"] * tags}}] * rules}}, "results": [result] * results}  # fmt: skip
+    return {"version": "2.1.0", "runs": [run] * runs}
+
+
+_around = st.sampled_from([-1, 0, 1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(_around, _around, _around, _around, _around)
+def test_over_limits_names_each_limit_broken_and_only_those(
+    runs: int, results: int, rules: int, locations: int, tags: int
+) -> None:
+    from aitbc.plugin_toolkit.ci.github import over_limits
+
+    document = sarif_with(
+        limits.SARIF_MAX_RUNS + runs, limits.SARIF_MAX_RESULTS_PER_RUN + results,
+        limits.SARIF_MAX_RULES_PER_RUN + rules, limits.SARIF_MAX_LOCATIONS_PER_RESULT + locations,
+        limits.SARIF_MAX_TAGS_PER_RULE + tags,
+    )  # fmt: skip
+    said = " ".join(over_limits(document, 1000))
+    for over, word in ((runs, "runs ("), (results, "results"), (rules, "rules"),
+                       (locations, "locations"), (tags, "tags")):  # fmt: skip
+        assert (word in said) is (over > 0), (word, said)
+    assert over_limits(sarif_with(), limits.SARIF_MAX_GZIP_BYTES) == []
+    assert "gzip-compressed" in over_limits(sarif_with(), limits.SARIF_MAX_GZIP_BYTES + 1)[0]
+
+
+def ci_sarif(path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    return subprocess.run([sys.executable, "-m", "aitbc.plugin_toolkit", "ci", "sarif",
+                           str(path), "--plugin-path", "plugins/noisy"],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+
+
+def test_ci_sarif_says_a_sarif_is_too_large_and_marks_it_for_the_upload_job(
+    tmp_path: Path, flood: CertificationReport
+) -> None:
+    path = tmp_path / "certification.sarif"
+    path.write_text(json.dumps(sarif_with(runs=limits.SARIF_MAX_RUNS + 1)))
+    done = ci_sarif(path)
+    assert done.returncode == 0, done.stderr  # the step goes on: the summary still follows
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("::warning title=SARIF too large::certification.sarif is over code "
+                           "scanning's upload limits, so it is not uploaded: 21 runs (at most "
+                           "20).")  # fmt: skip
+    marker = tmp_path / "certification.sarif.over-limits"
+    assert marker.read_text() == "21 runs (at most 20)\n"
+    # What certify writes for 26,000 findings is within every limit: no marker, none left.
+    path.write_text(render("sarif", flood))
+    done = ci_sarif(path)
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    assert not marker.exists()
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in json.loads(path.read_text())["runs"][0]["results"]}  # fmt: skip
+    assert all(uri.startswith("plugins/noisy/") for uri in uris)

@@ -19,7 +19,16 @@ from urllib.parse import quote, unquote
 
 from ..errors import ToolkitError
 from ..files import write_atomic
-from .limits import ANNOTATIONS_PER_STEP, more_text
+from .limits import (
+    ANNOTATIONS_PER_STEP,
+    SARIF_MAX_GZIP_BYTES,
+    SARIF_MAX_LOCATIONS_PER_RESULT,
+    SARIF_MAX_RESULTS_PER_RUN,
+    SARIF_MAX_RULES_PER_RUN,
+    SARIF_MAX_RUNS,
+    SARIF_MAX_TAGS_PER_RULE,
+    more_text,
+)
 
 REPORT_KEYS = ("certified", "plugin", "checks")
 # A finding of a check that failed (or could not run) blocks certification: an error.
@@ -215,6 +224,59 @@ def rebase_sarif(document: Any, plugin_path: str) -> Any:
     if result.get("uriBaseId") == "%SRCROOT%" and isinstance(uri, str):
         result["uri"] = quote(repository_path(plugin_path, unquote(uri)), safe="/")
     return result
+
+
+def over_limits(document: Mapping[str, Any], size: int) -> list[str]:
+    """Why code scanning would reject ``document`` (``size`` bytes gzip-compressed) for
+    its size, one reason each; empty when it is within every hard limit."""
+    runs = [run for run in document.get("runs") or [] if isinstance(run, dict)]
+    found = []
+    if len(runs) > SARIF_MAX_RUNS:
+        found.append(f"{len(runs)} runs (at most {SARIF_MAX_RUNS})")
+    for number, run in enumerate(runs, 1):
+        results = [r for r in run.get("results") or [] if isinstance(r, dict)]
+        rules = ((run.get("tool") or {}).get("driver") or {}).get("rules") or []
+        if len(results) > SARIF_MAX_RESULTS_PER_RUN:
+            found.append(f"run {number}: {len(results):,} results "
+                         f"(at most {SARIF_MAX_RESULTS_PER_RUN:,})")  # fmt: skip
+        if len(rules) > SARIF_MAX_RULES_PER_RUN:
+            found.append(
+                f"run {number}: {len(rules):,} rules (at most {SARIF_MAX_RULES_PER_RUN:,})"
+            )
+        most = max((len(r.get("locations") or []) for r in results), default=0)
+        if most > SARIF_MAX_LOCATIONS_PER_RESULT:
+            found.append(f"run {number}: a result with {most:,} locations "
+                         f"(at most {SARIF_MAX_LOCATIONS_PER_RESULT:,})")  # fmt: skip
+        tags = max((len((r.get("properties") or {}).get("tags") or []) for r in rules
+                    if isinstance(r, dict)), default=0)  # fmt: skip
+        if tags > SARIF_MAX_TAGS_PER_RULE:
+            found.append(
+                f"run {number}: a rule with {tags} tags (at most {SARIF_MAX_TAGS_PER_RULE})"
+            )
+    if size > SARIF_MAX_GZIP_BYTES:
+        found.append(f"{size:,} bytes gzip-compressed (at most {SARIF_MAX_GZIP_BYTES:,})")
+    return found
+
+
+def over_limits_marker(path: Path) -> Path:
+    """Beside an over-limit SARIF file: why (certify.yml's upload job skips on it)."""
+    return path.with_name(path.name + ".over-limits")
+
+
+def prepare_sarif_file(path: Path, plugin_path: str) -> list[str]:
+    """Rebase ``path`` for the repository, and say (in its marker file, and returned) why
+    code scanning would refuse it for its size; no marker when it is within the limits."""
+    import gzip
+
+    rebase_sarif_file(path, plugin_path)
+    raw = path.read_bytes()
+    problems = over_limits(json.loads(raw), len(gzip.compress(raw)))
+    marker = over_limits_marker(path)
+    if problems:
+        write_atomic(marker, ("\n".join(problems) + "\n").encode())
+    else:
+        marker.unlink(missing_ok=True)  # a marker from an earlier run would stop the upload
+    return problems
 
 
 def rebase_sarif_file(path: Path, plugin_path: str) -> None:

@@ -37,10 +37,17 @@ def ci_annotations(report: Path, plugin_path: str, artifact: str | None) -> None
 @click.option("--plugin-path", default=".", show_default=True,
               help="The plugin's folder in the repository.")  # fmt: skip
 def ci_sarif(sarif: Path, plugin_path: str) -> None:
-    """Rewrite SARIF's paths (relative to the plugin) to be relative to the repository."""
-    from ..ci.github import rebase_sarif_file
+    """Rewrite SARIF's paths (relative to the plugin) to be relative to the repository,
+    and check it against code scanning's upload limits: over them, a warning says which
+    and SARIF.over-limits (which certify.yml's upload job skips on) says so too."""
+    from ..ci.github import over_limits_marker, prepare_sarif_file, workflow_command
 
-    rebase_sarif_file(sarif, plugin_path)
+    problems = prepare_sarif_file(sarif, plugin_path)
+    if problems:
+        message = (f"{sarif.name} is over code scanning's upload limits, so it is not "
+                   f"uploaded: {'; '.join(problems)}. It is in the reports artifact; "
+                   f"{over_limits_marker(sarif).name} says why.")  # fmt: skip
+        click.echo(workflow_command("warning", message, {"title": "SARIF too large"}))
 
 
 _GITHUB_OUTPUT = click.option(
