@@ -396,3 +396,28 @@ def test_ci_sarif_says_a_sarif_is_too_large_and_marks_it_for_the_upload_job(
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
             for r in json.loads(path.read_text())["runs"][0]["results"]}  # fmt: skip
     assert all(uri.startswith("plugins/noisy/") for uri in uris)
+
+
+def test_a_matrix_plan_skipping_many_plugins_warns_within_a_step(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"plugins": [
+        {"name": f"p{i}", "version": "1.0.0", "description": "d", "author": "a",
+         "license": "MIT"} for i in range(15)] + [
+        {"name": "kept", "version": "1.0.0", "description": "d", "author": "a",
+         "license": "MIT", "repository": "https://github.com/o/kept"}]}))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    done = subprocess.run([sys.executable, "-m", "aitbc.plugin_toolkit", "ci", "matrix",
+                           "--registry", str(registry), "--github-output",
+                           str(tmp_path / "out")], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == limits.ANNOTATIONS_PER_STEP["warning"]
+    assert lines[0] == ("::warning title=not recertified::p0 1.0.0: no repository to "
+                        "certify from")  # fmt: skip
+    assert lines[-1] == (
+        "::warning title=not recertified%3A 6 more::6 more skipped plugins not shown here "
+        "(GitHub's limit); this step's log has them all."
+    )
+    logged = [line for line in done.stderr.splitlines() if line.startswith("not recertified: ")]
+    assert len(logged) == 15

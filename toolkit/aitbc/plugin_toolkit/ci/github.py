@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import posixpath
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -140,13 +140,18 @@ def annotation_lines(
             properties = {"title": f"certify {check['id']}: {status}"}
             found.append((level, 0, workflow_command(level, summary, properties)))
     found.sort(key=lambda item: item[1])  # stable: the report's order within a rank
-    return _within_step_limits(found, full_report)
+    where = f"the full JSON report, {full_report}" if full_report else None
+    return within_step_limits([(lvl, line) for lvl, _, line in found], "finding", where,
+                              "certify")  # fmt: skip
 
 
-def _within_step_limits(found: list[tuple[str, int, str]], full_report: str | None) -> list[str]:
-    """Errors, then warnings, each within its per-step limit; when any give way, the last
-    slot of the most severe level that overflowed counts everything left out."""
-    by_level = {level: [line for lvl, _, line in found if lvl == level]
+def within_step_limits(
+    found: Sequence[tuple[str, str]], what: str, where: str | None, title: str
+) -> list[str]:
+    """``(level, command)`` pairs, in order, as GitHub shows them: errors, then warnings,
+    each within its per-step limit.  When any give way, the last slot of the first level
+    that overflowed says how many ``what``s were left out and ``where`` they all are."""
+    by_level = {level: [line for lvl, line in found if lvl == level]
                 for level in ANNOTATIONS_PER_STEP}  # fmt: skip
     over = next((lvl for lvl in ANNOTATIONS_PER_STEP
                  if len(by_level[lvl]) > ANNOTATIONS_PER_STEP[lvl]), None)  # fmt: skip
@@ -155,9 +160,8 @@ def _within_step_limits(found: list[tuple[str, int, str]], full_report: str | No
     shown = {level: lines[: ANNOTATIONS_PER_STEP[level] - (level == over)]
              for level, lines in by_level.items()}  # fmt: skip
     omitted = len(found) - sum(map(len, shown.values()))
-    where = f"the full JSON report, {full_report}" if full_report else None
-    final = workflow_command(over, more_text(omitted, "finding", where),
-                             {"title": f"certify: {omitted:,} more"})  # fmt: skip
+    final = workflow_command(over, more_text(omitted, what, where),
+                             {"title": f"{title}: {omitted:,} more"})  # fmt: skip
     shown[over].append(final)
     return [line for lines in shown.values() for line in lines]
 

@@ -77,15 +77,19 @@ def ci_outputs(report: Path, github_output: Path | None) -> None:
 def ci_matrix(registry: Path | None, paths_text: str | None, ref_template: str, max_jobs: int,
               github_output: Path | None) -> None:  # fmt: skip
     """Plan a certification matrix: outputs matrix (JSON) and count."""
-    from ..ci.github import compact_json, workflow_command
+    from ..ci.github import compact_json, within_step_limits, workflow_command
     from ..ci.matrix import matrix, plan_from_paths, plan_from_registry
 
     if (registry is None) == (paths_text is None):
         raise click.UsageError("give exactly one of --registry and --paths")
     plan = (plan_from_registry(registry, ref_template) if registry is not None
             else plan_from_paths(paths_text or ""))  # fmt: skip
-    for reason in plan.skipped:
-        click.echo(workflow_command("warning", reason, {"title": "not recertified"}))
+    for reason in plan.skipped:  # every one in the log; as annotations, what a step shows
+        click.echo(f"not recertified: {reason}", err=True)
+    found = [("warning", workflow_command("warning", reason, {"title": "not recertified"}))
+             for reason in plan.skipped]  # fmt: skip
+    for line in within_step_limits(found, "skipped plugin", "this step's log", "not recertified"):
+        click.echo(line)
     rows = matrix(plan, max_jobs)
     click.echo(f"planned {len(plan.items)} plugin(s) in {len(rows['include'])} job(s)", err=True)
     _write_outputs({"matrix": compact_json(rows), "count": str(len(plan.items))}, github_output)
