@@ -191,7 +191,12 @@ def test_the_upload_category_is_the_one_name_of_the_analysis() -> None:
     the writer sets none (tests/test_writers.py), so this input names the analysis, one
     per plugin folder."""
     upload = step("certify.yml", "code-scanning", "Upload to code scanning")
-    assert upload["with"]["category"] == "aitbc-certify/${{ inputs.plugin-path }}"
+    assert upload["with"]["category"] == (
+        "${{ inputs.sarif-category || format('aitbc-certify/{0}', inputs.plugin-path) }}"
+    )
+    inputs = load(WORKFLOWS / "certify.yml")["on"]["workflow_call"]["inputs"]
+    assert inputs["sarif-category"] == {"description": inputs["sarif-category"]["description"],
+                                        "type": "string", "default": ""}  # fmt: skip
 
 
 def test_ci_certifies_every_kind_through_the_reusable_workflow() -> None:
