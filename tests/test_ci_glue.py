@@ -62,11 +62,11 @@ def test_annotations_put_findings_on_files_in_the_repository() -> None:
         {"id": "metadata", "status": "passed", "summary": "fine", "findings": []},
     ])  # fmt: skip
     lines = ci.annotation_lines(data, "plugins/demo")
-    assert lines == [
+    assert lines == [  # errors first, a check that could not run leading; then warnings
+        "::error title=certify build%3A error::build crashed",
         "::error title=certify security%3A B602,file=plugins/demo/plugin.py,line=12::"
         "[high] shell=True, 100%25%0Areally",
         "::warning title=certify tests%3A slow,file=plugins/demo/tests/t.py::[low] slow test",
-        "::error title=certify build%3A error::build crashed",
     ]
 
 

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,38 @@ def test_a_refused_upload_says_why(tmp_path: Path) -> None:
     (line,) = result.stdout.splitlines()
     assert line.startswith("::warning title=SARIF not uploaded::")
     assert "security-events: write" in line and "upload-sarif: false" in line
+    assert "within its size limits" in line  # a SARIF over them never reaches the upload
+
+
+def test_a_sarif_over_the_limits_is_not_sent_and_says_so_not_blaming_permissions(
+    tmp_path: Path,
+) -> None:
+    from aitbc.plugin_toolkit.ci.github import over_limits_marker
+
+    marker = over_limits_marker(Path("certification.sarif")).name
+    upload = step("certify.yml", "code-scanning", "Upload to code scanning")
+    assert f"hashFiles('sarif/**/{marker}') == ''" in upload["if"]
+    found = step("certify.yml", "code-scanning", "Say why the SARIF was not sent")
+    assert found["if"] == f"hashFiles('sarif/**/{marker}') != ''"
+    result, _, _ = run_step("certify.yml", "code-scanning", "Say why the SARIF was not sent", {},
+                            tmp_path, tmp_path / "step")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("::warning title=SARIF not uploaded::the SARIF report is over")
+    assert "size limits" in line and "permissions are not the cause" in line
+
+
+def test_the_upload_category_is_the_one_name_of_the_analysis() -> None:
+    """codeql-action ignores its category input when the SARIF has automationDetails.id;
+    the writer sets none (tests/test_writers.py), so this input names the analysis, one
+    per plugin folder."""
+    upload = step("certify.yml", "code-scanning", "Upload to code scanning")
+    assert upload["with"]["category"] == (
+        "${{ inputs.sarif-category || format('aitbc-certify/{0}', inputs.plugin-path) }}"
+    )
+    inputs = load(WORKFLOWS / "certify.yml")["on"]["workflow_call"]["inputs"]
+    assert inputs["sarif-category"] == {"description": inputs["sarif-category"]["description"],
+                                        "type": "string", "default": ""}  # fmt: skip
 
 
 def test_ci_certifies_every_kind_through_the_reusable_workflow() -> None:
@@ -230,9 +263,11 @@ def certified_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     out = repo.parent / "runner-temp" / "aitbc-certify"
     env = {"PLUGIN_PATH": "plugins/wf", "POLICY": "", "VULN_DB": str(VULN_DB),
            "FAIL_ON_INCOMPLETE_AUDIT": "true", "OUT": str(out)}  # fmt: skip
+    began = time.monotonic()
     result, outputs, _ = run_step("certify.yml", "certify", "Certify", env, repo,
                                   repo.parent / "step-certify")  # fmt: skip
-    return {"repo": repo, "out": out, "result": result, "outputs": outputs}
+    seconds = time.monotonic() - began
+    return {"repo": repo, "out": out, "result": result, "outputs": outputs, "seconds": seconds}
 
 
 @pytest.mark.integration
@@ -248,6 +283,13 @@ def test_certify_step_writes_every_report_and_the_dist(certified_plugin: dict[st
     ]
     dist = sorted(p.name for p in (out / "dist").iterdir())
     assert dist == ["SHA256SUMS", "wf_plugin-0.1.0-py3-none-any.whl", "wf_plugin-0.1.0.tar.gz"]
+    # JUnit's suite time is the run's measured wall time, within the step's own.
+    from junitparser import JUnitXml
+
+    report = json.loads((out / "report" / "certification.json").read_text())
+    (suite,) = list(JUnitXml.fromfile(str(out / "report" / "certification.junit.xml")))
+    assert 0 < report["duration_s"] <= certified_plugin["seconds"]
+    assert suite.time == pytest.approx(report["duration_s"], abs=0.001)
 
 
 @pytest.mark.integration
@@ -269,7 +311,8 @@ def test_report_step_annotates_and_summarises(certified_plugin: dict[str, Any],
     }
     report_path.write_text(json.dumps(data))
     sarif = json.loads((out / "report" / "certification.sarif").read_text())
-    env = {"PLUGIN_PATH": "plugins/wf", "OUT": str(out)}
+    (out / "report" / "certification.sarif.over-limits").write_text("stale\n")  # an old run's
+    env = {"PLUGIN_PATH": "plugins/wf", "OUT": str(out), "ARTIFACT": "aitbc-certify-report-py3.12"}
     result, _, summary = run_step("certify.yml", "certify", "Report", env,
                                   certified_plugin["repo"], tmp_path / "step")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -282,6 +325,9 @@ def test_report_step_annotates_and_summarises(certified_plugin: dict[str, Any],
     uris = re.findall(r'"uri": "([^"]+)"', json.dumps(rebased, indent=1))
     assert all(u.startswith("plugins/wf/") or ":" in u for u in uris)
     assert len(rebased["runs"]) == len(sarif["runs"])
+    # The upload's category takes effect: nothing in the file overrides it.
+    assert all("automationDetails" not in run for run in rebased["runs"])
+    assert not (out / "report" / "certification.sarif.over-limits").exists()  # within limits
 
 
 @pytest.mark.integration

@@ -71,6 +71,7 @@ FAILING = CertificationReport(
     artifacts=ARTIFACTS,
     toolkit=TOOLKIT,
     reasons=("interface failed: 2 errors", "audit incomplete: 1 dependency unaudited"),
+    duration_s=6.25,
 )
 PASSING = CertificationReport(
     certified=True,
@@ -123,7 +124,7 @@ def test_json_is_exactly_as_dict(report: CertificationReport) -> None:
 def test_json_has_the_documented_keys() -> None:
     data = json.loads(render("json", FAILING))
     keys = ["certified", "passed", "only", "plugin", "checks", "artifacts", "registry_entry",
-            "toolkit", "reasons", "isolation", "behaviour"]  # fmt: skip
+            "toolkit", "reasons", "isolation", "behaviour", "duration_s"]  # fmt: skip
     assert list(data) == keys
     check = data["checks"][1]
     assert {"id", "status", "duration_s", "findings"} <= set(check)
@@ -166,6 +167,8 @@ def test_junit_one_testcase_per_check_with_the_right_outcome() -> None:
     assert outcome == [[], ["failure"], ["failure"], ["error"], ["error"], ["skipped"]]
     counts = [suite.get(key) for key in ("tests", "failures", "errors", "skipped")]
     assert counts == ["6", "2", "2", "1"]
+    # The run's wall time, not the 11.577 s its parallel checks add up to.
+    assert suite.get("time") == root.get("time") == "6.250"
     failure = cases[1].find("failure")
     assert failure is not None and failure.get("message") == "2 errors | <x>"
     assert "pkg/plugin.py:12: Cannot instantiate Plugin" in (failure.text or "")
@@ -215,25 +218,32 @@ def test_sarif_results_levels_locations_and_rules() -> None:
     driver = run["tool"]["driver"]
     assert (driver["name"], driver["version"]) == ("aitbc-plugin", "0.3.0")
     rules = [rule["id"] for rule in driver["rules"]]
-    assert rules == [f.rule for check in CHECKS for f in check.findings]  # in order, once each
+    # Most severe first (report order within a severity), each rule once.
+    order = ["audit.PYSEC-1", "interface.abstract", "lifecycle.error", "security.B602",
+             "build.stray"]  # fmt: skip
+    assert rules == order
     assert all(rule["shortDescription"]["text"] for rule in driver["rules"])
     results = run["results"]
     assert [r["ruleId"] for r in results] == rules
     assert all(rules[r["ruleIndex"]] == r["ruleId"] for r in results)
-    assert [r["level"] for r in results] == ["error", "warning", "note", "error", "error"]
-    assert results[1]["message"]["text"] == NASTY
+    assert [r["level"] for r in results] == ["error", "error", "error", "warning", "note"]
+    assert results[3]["message"]["text"] == NASTY
 
     def where(result: dict[str, Any]) -> dict[str, Any]:
         (location,) = result["locations"]
         return dict(location["physicalLocation"])
 
-    located = where(results[0])
+    located = where(results[1])
     assert located["artifactLocation"] == {"uri": "pkg/plugin.py", "uriBaseId": "%SRCROOT%"}
     assert located["region"] == {"startLine": 12}
-    spaced = where(results[1])["artifactLocation"]["uri"]
+    spaced = where(results[3])["artifactLocation"]["uri"]
     assert " " not in spaced and unquote(spaced) == "pkg/dir with space/ü.py"
-    assert "region" not in where(results[2])  # a file, no line
-    assert "locations" not in results[3]  # no file: no location at all
+    # A file without a line: the file, from its first line.
+    assert where(results[4])["region"] == {"startLine": 1}
+    # No file: the spec file the check concerns, so code scanning can show it.
+    assert where(results[0])["artifactLocation"]["uri"] == "requirements.txt"
+    assert where(results[2])["artifactLocation"]["uri"] == "plugin.py"
+    assert "automationDetails" not in run  # the upload's category names the analysis
     assert run["properties"]["certified"] is False
     assert run["properties"]["checks"]["audit"] == "incomplete"
     notes = run["invocations"][0]["toolExecutionNotifications"]
@@ -251,11 +261,11 @@ def test_sarif_certified_report_and_every_severity() -> None:
     assert severities == ["note", "warning", "error", "error"]
     rules = sarif(report)["runs"][0]["tool"]["driver"]["rules"]
     assert [rule["properties"]["security-severity"] for rule in rules] == [
-        "3.0",
-        "5.5",
-        "8.0",
         "9.5",
-    ]
+        "8.0",
+        "5.5",
+        "3.0",
+    ]  # most severe first
 
 
 # --- Markdown ----------------------------------------------------------------------------
@@ -413,6 +423,7 @@ def test_any_report_gives_valid_junit_sarif_and_json(report: CertificationReport
     assert len(root.findall("testsuite/testcase")) == len(report.checks)
     log = sarif(report)
     assert len(log["runs"][0]["results"]) == sum(len(c.findings) for c in report.checks)
+    assert all(len(r["locations"]) == 1 for r in log["runs"][0]["results"])  # code scanning
     assert json.loads(render("json", report)) == report.as_dict()
     for fmt in ("text", "markdown"):
         out = render(fmt, report)

@@ -63,3 +63,22 @@ def docs_problems(readme: str, checks: Iterable[CheckInfo]) -> list[DocsProblem]
         if heading not in known:
             problems.append(DocsProblem(heading, f"'## {heading}' documents no registered check"))
     return problems
+
+
+# The project's home, as the README's pre-commit example names it; SARIF rules link into
+# checks/README.md there, at the tag of the toolkit that wrote the report.
+REPOSITORY = "https://github.com/aitbc/aitbc-plugins"
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading: lowercased, punctuation other than
+    ``-`` and ``_`` removed, each space a hyphen (duplicates aside, which the file has none of)."""
+    kept = "".join(ch for ch in heading.strip().lower() if ch.isalnum() or ch in " -_")
+    return kept.replace(" ", "-")
+
+
+def help_uri(check_id: str | None, version: str | None) -> str:
+    """The check's section of checks/README.md at tag ``v<version>`` (``main`` unknown)."""
+    ref = f"v{version}" if version else "main"
+    page = f"{REPOSITORY}/blob/{ref}/checks/README.md"
+    return f"{page}#{github_anchor(check_id)}" if check_id else page

@@ -104,6 +104,9 @@ class CertificationReport:
     behaviour: dict[str, Any] = field(default_factory=dict)
     # A partial run (--only): these checks alone ran.  It may pass; it never certifies.
     only: tuple[str, ...] = ()
+    # The run's wall time, build included: its checks run in parallel, so their durations'
+    # sum is not how long it took.
+    duration_s: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -124,6 +127,7 @@ class CertificationReport:
             "reasons": list(self.reasons),
             "isolation": self.isolation,
             "behaviour": self.behaviour,
+            "duration_s": round(self.duration_s, 3),
         }
 
 

@@ -105,6 +105,7 @@ def certify(
     options: CertifyOptions, progress: ProgressCallback | None = None
 ) -> CertificationReport:
     policy = validate_options(options)
+    began = time.perf_counter()
     tools = tool_versions()
     root = cache_root()
     cache = ResultCache(
@@ -160,6 +161,7 @@ def certify(
             for c in every
         ])  # fmt: skip
         report = _report(context, results, policy, tools, options.only)
+        report = replace(report, duration_s=time.perf_counter() - began)  # the wall time
         if options.dist_dir is not None and report.artifacts:
             _write_dist(options.dist_dir, [p for p in (outcome.wheel, outcome.sdist) if p])
         early.shutdown()  # long done: the environment waited for the base it made

@@ -12,13 +12,23 @@ from __future__ import annotations
 import json
 import posixpath
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 from ..errors import ToolkitError
 from ..files import write_atomic
+from .limits import (
+    ANNOTATIONS_PER_STEP,
+    SARIF_MAX_GZIP_BYTES,
+    SARIF_MAX_LOCATIONS_PER_RESULT,
+    SARIF_MAX_RESULTS_PER_RUN,
+    SARIF_MAX_RULES_PER_RUN,
+    SARIF_MAX_RUNS,
+    SARIF_MAX_TAGS_PER_RULE,
+    more_text,
+)
 
 REPORT_KEYS = ("certified", "plugin", "checks")
 # A finding of a check that failed (or could not run) blocks certification: an error.
@@ -88,14 +98,24 @@ def repository_path(plugin_path: str, file: str) -> str:
     return joined.removeprefix("./")
 
 
-def annotation_lines(report: Mapping[str, Any], plugin_path: str = ".") -> list[str]:
-    """One workflow command per finding, plus one per blocking check without findings.
+# Most severe first; a blocking check with no finding of its own (it could not run) leads.
+_RANK = {"critical": 1, "high": 2, "medium": 3, "low": 4}
+_UNRANKED = 5
 
-    Findings of a check that failed or errored are ``::error``; others ``::warning``.
-    ``plugin_path`` is where the plugin sits in the repository, so that the annotation
-    lands on the right file in a pull request.
+
+def annotation_lines(
+    report: Mapping[str, Any], plugin_path: str = ".", full_report: str | None = None
+) -> list[str]:
+    """Workflow commands for the findings, as many as a step shows, most severe first.
+
+    Findings of a check that failed or errored are ``::error``; others ``::warning``; a
+    blocking check without findings is one command with its summary.  ``plugin_path`` is
+    where the plugin sits in the repository, so that the annotation lands on the right
+    file in a pull request.  GitHub shows only so many of each level per step and drops
+    the rest silently: past that, the last one shown says how many more there are and
+    where they all are (``full_report``, else the JSON report's usual name).
     """
-    lines: list[str] = []
+    found: list[tuple[str, int, str]] = []  # (level, rank, command)
     for check in report["checks"]:
         status = str(check["status"])
         level = "error" if status in BLOCKING_STATUSES else "warning"
@@ -113,12 +133,37 @@ def annotation_lines(report: Mapping[str, Any], plugin_path: str = ".") -> list[
             message = str(finding.get("message") or "")
             if isinstance(severity, str) and severity:
                 message = f"[{severity}] {message}"
-            lines.append(workflow_command(level, message, properties))
+            rank = _RANK.get(severity, _UNRANKED) if isinstance(severity, str) else _UNRANKED
+            found.append((level, rank, workflow_command(level, message, properties)))
         if not findings and status in BLOCKING_STATUSES | {"incomplete"}:
             summary = str(check.get("summary") or f"{check['id']} {status}")
             properties = {"title": f"certify {check['id']}: {status}"}
-            lines.append(workflow_command(level, summary, properties))
-    return lines
+            found.append((level, 0, workflow_command(level, summary, properties)))
+    found.sort(key=lambda item: item[1])  # stable: the report's order within a rank
+    where = f"the full JSON report, {full_report}" if full_report else None
+    return within_step_limits([(lvl, line) for lvl, _, line in found], "finding", where,
+                              "certify")  # fmt: skip
+
+
+def within_step_limits(
+    found: Sequence[tuple[str, str]], what: str, where: str | None, title: str
+) -> list[str]:
+    """``(level, command)`` pairs, in order, as GitHub shows them: errors, then warnings,
+    each within its per-step limit.  When any give way, the last slot of the first level
+    that overflowed says how many ``what``s were left out and ``where`` they all are."""
+    by_level = {level: [line for lvl, line in found if lvl == level]
+                for level in ANNOTATIONS_PER_STEP}  # fmt: skip
+    over = next((lvl for lvl in ANNOTATIONS_PER_STEP
+                 if len(by_level[lvl]) > ANNOTATIONS_PER_STEP[lvl]), None)  # fmt: skip
+    if over is None:
+        return [line for lines in by_level.values() for line in lines]
+    shown = {level: lines[: ANNOTATIONS_PER_STEP[level] - (level == over)]
+             for level, lines in by_level.items()}  # fmt: skip
+    omitted = len(found) - sum(map(len, shown.values()))
+    final = workflow_command(over, more_text(omitted, what, where),
+                             {"title": f"{title}: {omitted:,} more"})  # fmt: skip
+    shown[over].append(final)
+    return [line for lines in shown.values() for line in lines]
 
 
 # -- step outputs -----------------------------------------------------------------------------
@@ -183,6 +228,59 @@ def rebase_sarif(document: Any, plugin_path: str) -> Any:
     if result.get("uriBaseId") == "%SRCROOT%" and isinstance(uri, str):
         result["uri"] = quote(repository_path(plugin_path, unquote(uri)), safe="/")
     return result
+
+
+def over_limits(document: Mapping[str, Any], size: int) -> list[str]:
+    """Why code scanning would reject ``document`` (``size`` bytes gzip-compressed) for
+    its size, one reason each; empty when it is within every hard limit."""
+    runs = [run for run in document.get("runs") or [] if isinstance(run, dict)]
+    found = []
+    if len(runs) > SARIF_MAX_RUNS:
+        found.append(f"{len(runs)} runs (at most {SARIF_MAX_RUNS})")
+    for number, run in enumerate(runs, 1):
+        results = [r for r in run.get("results") or [] if isinstance(r, dict)]
+        rules = ((run.get("tool") or {}).get("driver") or {}).get("rules") or []
+        if len(results) > SARIF_MAX_RESULTS_PER_RUN:
+            found.append(f"run {number}: {len(results):,} results "
+                         f"(at most {SARIF_MAX_RESULTS_PER_RUN:,})")  # fmt: skip
+        if len(rules) > SARIF_MAX_RULES_PER_RUN:
+            found.append(
+                f"run {number}: {len(rules):,} rules (at most {SARIF_MAX_RULES_PER_RUN:,})"
+            )
+        most = max((len(r.get("locations") or []) for r in results), default=0)
+        if most > SARIF_MAX_LOCATIONS_PER_RESULT:
+            found.append(f"run {number}: a result with {most:,} locations "
+                         f"(at most {SARIF_MAX_LOCATIONS_PER_RESULT:,})")  # fmt: skip
+        tags = max((len((r.get("properties") or {}).get("tags") or []) for r in rules
+                    if isinstance(r, dict)), default=0)  # fmt: skip
+        if tags > SARIF_MAX_TAGS_PER_RULE:
+            found.append(
+                f"run {number}: a rule with {tags} tags (at most {SARIF_MAX_TAGS_PER_RULE})"
+            )
+    if size > SARIF_MAX_GZIP_BYTES:
+        found.append(f"{size:,} bytes gzip-compressed (at most {SARIF_MAX_GZIP_BYTES:,})")
+    return found
+
+
+def over_limits_marker(path: Path) -> Path:
+    """Beside an over-limit SARIF file: why (certify.yml's upload job skips on it)."""
+    return path.with_name(path.name + ".over-limits")
+
+
+def prepare_sarif_file(path: Path, plugin_path: str) -> list[str]:
+    """Rebase ``path`` for the repository, and say (in its marker file, and returned) why
+    code scanning would refuse it for its size; no marker when it is within the limits."""
+    import gzip
+
+    rebase_sarif_file(path, plugin_path)
+    raw = path.read_bytes()
+    problems = over_limits(json.loads(raw), len(gzip.compress(raw)))
+    marker = over_limits_marker(path)
+    if problems:
+        write_atomic(marker, ("\n".join(problems) + "\n").encode())
+    else:
+        marker.unlink(missing_ok=True)  # a marker from an earlier run would stop the upload
+    return problems
 
 
 def rebase_sarif_file(path: Path, plugin_path: str) -> None:

@@ -21,11 +21,14 @@ def ci() -> None:
 @click.argument("report", type=click.Path(path_type=Path))
 @click.option("--plugin-path", default=".", show_default=True,
               help="The plugin's folder in the repository (prefixes findings' files).")  # fmt: skip
-def ci_annotations(report: Path, plugin_path: str) -> None:
-    """Print REPORT's findings (certify --format json) as ::error/::warning commands."""
+@click.option("--artifact", help="The artifact REPORT is uploaded in (named when capped).")
+def ci_annotations(report: Path, plugin_path: str, artifact: str | None) -> None:
+    """Print REPORT's findings (certify --format json) as ::error/::warning commands,
+    most severe first, as many as GitHub shows in a step."""
     from ..ci.github import annotation_lines, load_report
 
-    for line in annotation_lines(load_report(report), plugin_path):
+    where = f"{report.name} in the artifact {artifact}" if artifact else str(report)
+    for line in annotation_lines(load_report(report), plugin_path, where):
         click.echo(line)
 
 
@@ -34,10 +37,17 @@ def ci_annotations(report: Path, plugin_path: str) -> None:
 @click.option("--plugin-path", default=".", show_default=True,
               help="The plugin's folder in the repository.")  # fmt: skip
 def ci_sarif(sarif: Path, plugin_path: str) -> None:
-    """Rewrite SARIF's paths (relative to the plugin) to be relative to the repository."""
-    from ..ci.github import rebase_sarif_file
+    """Rewrite SARIF's paths (relative to the plugin) to be relative to the repository,
+    and check it against code scanning's upload limits: over them, a warning says which
+    and SARIF.over-limits (which certify.yml's upload job skips on) says so too."""
+    from ..ci.github import over_limits_marker, prepare_sarif_file, workflow_command
 
-    rebase_sarif_file(sarif, plugin_path)
+    problems = prepare_sarif_file(sarif, plugin_path)
+    if problems:
+        message = (f"{sarif.name} is over code scanning's upload limits, so it is not "
+                   f"uploaded: {'; '.join(problems)}. It is in the reports artifact; "
+                   f"{over_limits_marker(sarif).name} says why.")  # fmt: skip
+        click.echo(workflow_command("warning", message, {"title": "SARIF too large"}))
 
 
 _GITHUB_OUTPUT = click.option(
@@ -67,15 +77,19 @@ def ci_outputs(report: Path, github_output: Path | None) -> None:
 def ci_matrix(registry: Path | None, paths_text: str | None, ref_template: str, max_jobs: int,
               github_output: Path | None) -> None:  # fmt: skip
     """Plan a certification matrix: outputs matrix (JSON) and count."""
-    from ..ci.github import compact_json, workflow_command
+    from ..ci.github import compact_json, within_step_limits, workflow_command
     from ..ci.matrix import matrix, plan_from_paths, plan_from_registry
 
     if (registry is None) == (paths_text is None):
         raise click.UsageError("give exactly one of --registry and --paths")
     plan = (plan_from_registry(registry, ref_template) if registry is not None
             else plan_from_paths(paths_text or ""))  # fmt: skip
-    for reason in plan.skipped:
-        click.echo(workflow_command("warning", reason, {"title": "not recertified"}))
+    for reason in plan.skipped:  # every one in the log; as annotations, what a step shows
+        click.echo(f"not recertified: {reason}", err=True)
+    found = [("warning", workflow_command("warning", reason, {"title": "not recertified"}))
+             for reason in plan.skipped]  # fmt: skip
+    for line in within_step_limits(found, "skipped plugin", "this step's log", "not recertified"):
+        click.echo(line)
     rows = matrix(plan, max_jobs)
     click.echo(f"planned {len(plan.items)} plugin(s) in {len(rows['include'])} job(s)", err=True)
     _write_outputs({"matrix": compact_json(rows), "count": str(len(plan.items))}, github_output)

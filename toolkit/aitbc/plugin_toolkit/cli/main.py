@@ -185,7 +185,7 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
     report says PASSED (only: ...), never CERTIFIED: a partial run certifies nothing."""
     from ..certify.runner import CertifyOptions
     from ..certify.runner import certify as run_certification
-    from ..certify.writers import WRITERS
+    from ..certify.writers import REPORT_STEM, WRITERS
 
     chosen = list(dict.fromkeys(formats or ("text",)))
     if output is not None and len(chosen) != 1:
@@ -207,7 +207,7 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
         report_dir.mkdir(parents=True, exist_ok=True)
         for name in chosen:
             write_atomic(
-                report_dir / f"certification{WRITERS[name].suffix}", rendered[name].encode()
+                report_dir / f"{REPORT_STEM}{WRITERS[name].suffix}", rendered[name].encode()
             )
     if output is not None or report_dir is not None or chosen[0] == "text":
         click.echo(_terminal_text(report, progress), nl=False)

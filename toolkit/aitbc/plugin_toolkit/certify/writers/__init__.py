@@ -24,6 +24,8 @@ _REGISTERED = {  # format -> "module:class", in the order --help lists them
     "markdown": "markdown:MarkdownWriter",
 }
 FORMATS: tuple[str, ...] = tuple(_REGISTERED)
+# --report-dir writes each format as REPORT_STEM + its writer's suffix.
+REPORT_STEM = "certification"
 
 
 class _Writers(Mapping[str, "ReportWriter"]):
@@ -47,4 +49,4 @@ class _Writers(Mapping[str, "ReportWriter"]):
 
 WRITERS: Mapping[str, ReportWriter] = _Writers()
 
-__all__ = ["FORMATS", "WRITERS"]
+__all__ = ["FORMATS", "REPORT_STEM", "WRITERS"]

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from ..model import CertificationReport, CheckResult, CheckStatus, Finding
+from ..model import CertificationReport, CheckResult, CheckStatus, Finding, Severity
 
+T = TypeVar("T")
+# Most severe first: capped outputs keep the head of this order.
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # C0 and C1 controls except tab and newline: ESC starts ANSI sequences, CR rewrites lines.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -42,6 +46,11 @@ def location(finding: Finding) -> str | None:
     if finding.line is not None and finding.line >= 1:
         return f"{finding.file}:{finding.line}"
     return finding.file
+
+
+def by_severity(items: Iterable[T], severity: Callable[[T], Severity]) -> list[T]:
+    """``items`` most severe first; their order kept within a severity (a stable sort)."""
+    return sorted(items, key=lambda item: SEVERITY_RANK[severity(item)])
 
 
 def seconds(value: float) -> float:

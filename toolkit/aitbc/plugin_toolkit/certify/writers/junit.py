@@ -38,7 +38,8 @@ class JUnitWriter:
             "tests": str(len(report.checks)),
             "failures": str(counts["failure"]),
             "errors": str(counts["error"]),
-            "time": _time(sum(seconds(c.duration_s) for c in report.checks)),
+            # The run's wall time: the checks ran in parallel, their sum overstates it.
+            "time": _time(report.duration_s),
         }
         root = ET.Element("testsuites", {"name": CLASSNAME, **totals})
         name = _xml(f"{CLASSNAME}: {plugin_label(report)}")

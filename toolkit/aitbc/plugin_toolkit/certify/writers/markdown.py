@@ -1,8 +1,10 @@
 """The report as GitHub-flavoured Markdown, fit for ``$GITHUB_STEP_SUMMARY``.
 
 A heading with the verdict and the plugin, a table of checks, the findings of each check
-that did not pass (``file:line`` and message), every check's notes, the artifacts with
-their sha256, the reasons, and the isolation and policy the verdict stands on.  Every
+that did not pass (``file:line`` and message, most severe first), every check's notes,
+the artifacts with their sha256, the reasons, and the isolation and policy the verdict
+stands on.  The whole stays under GitHub's job summary limit: findings and notes that do
+not fit are counted, with where the full report is.  Every
 piece of report text is escaped, so a message holding ``|``, ``<``, ``*`` or a newline
 shows as written and never breaks the table.
 """
@@ -10,11 +12,14 @@ shows as written and never breaks the table.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import IO
 
+from ...ci.limits import STEP_SUMMARY_MAX_BYTES, more_text
 from ..model import CertificationReport, CheckResult, Finding
 from ._common import (
     PARTIAL,
+    by_severity,
     isolation_label,
     location,
     notes,
@@ -43,26 +48,84 @@ class MarkdownWriter:
 
 
 def render(report: CertificationReport) -> list[str]:
-    lines = [f"## {text(_heading(report))}: {text(plugin_label(report))}", ""]
-    lines += [text(PARTIAL), ""] if report.only else []
-    lines += [
+    head = [f"## {text(_heading(report))}: {text(plugin_label(report))}", ""]
+    head += [text(PARTIAL), ""] if report.only else []
+    head += [
         "| Check | Status | Duration | Findings | Summary |",
         "| --- | --- | ---: | ---: | --- |",
     ]
-    lines += [_check_row(check) for check in report.checks]
-    failing = [check for check in report.checks if shown_findings(check)]
-    if failing:
-        lines += ["", "### Findings"]
-        for check in failing:
-            lines += ["", f"#### {text(check.id)} ({text(status_label(check))})", ""]
-            lines += [_finding_item(finding) for finding in check.findings]
-    noted = [(check, notes(check)) for check in report.checks]
-    if any(said for _, said in noted):
-        lines += ["", "### Notes"]
-        for check, said in noted:
-            if said:
-                lines += ["", f"#### {text(check.id)}", ""]
-                lines += [f"- {text(note)}" for note in said]
+    head += [_check_row(check) for check in report.checks]
+    tail = _tail(report)
+    # GitHub drops a summary over its limit whole: findings, most severe first, then
+    # notes take what room the rest leaves, and what does not fit is counted instead.
+    room = STEP_SUMMARY_MAX_BYTES - _size(head) - _size(tail) - _RESERVE
+    failing = [(c, f) for c in report.checks if shown_findings(c) for f in c.findings]
+    ranked = by_severity(failing, lambda item: item[1].severity)
+    findings, room = _fit([(c, _finding_item(f)) for c, f in ranked], room, _finding_group)
+    noted = [(check, f"- {text(note)}") for check in report.checks for note in notes(check)]
+    said, _ = _fit(noted, room, _note_group)
+    lines = head
+    lines += _section("### Findings", report, findings, _finding_group, len(ranked), "finding")
+    lines += _section("### Notes", report, said, _note_group, len(noted), "note")
+    return lines + tail
+
+
+_RESERVE = 4096  # the section headings and the two "more" lines, with room to spare
+Group = Callable[[CheckResult], list[str]]
+
+
+def _finding_group(check: CheckResult) -> list[str]:
+    return ["", f"#### {text(check.id)} ({text(status_label(check))})", ""]
+
+
+def _note_group(check: CheckResult) -> list[str]:
+    return ["", f"#### {text(check.id)}", ""]
+
+
+def _size(lines: list[str]) -> int:
+    """Bytes these lines take in the document (each ends with a newline)."""
+    return sum(len(line.encode("utf-8")) + 1 for line in lines)
+
+
+def _fit(
+    items: list[tuple[CheckResult, str]], room: int, group: Group
+) -> tuple[list[tuple[CheckResult, str]], int]:
+    """The items that fit in ``room`` bytes, in order, with their check's heading counted
+    when it is the check's first; and the room left."""
+    kept, headed = [], set()
+    for check, line in items:
+        cost = _size([line]) + (0 if id(check) in headed else _size(group(check)))
+        if cost <= room:
+            kept.append((check, line))
+            headed.add(id(check))
+            room -= cost
+    return kept, room
+
+
+def _section(
+    title: str,
+    report: CertificationReport,
+    kept: list[tuple[CheckResult, str]],
+    group: Group,
+    total: int,
+    what: str,
+) -> list[str]:
+    """``title`` with each check's kept lines under its heading (checks in report order),
+    and, when some did not fit, how many more there are and where they all are."""
+    if not total:
+        return []
+    lines = ["", title]
+    for check in report.checks:
+        mine = [line for owner, line in kept if owner is check]
+        if mine:
+            lines += [*group(check), *mine]
+    if len(kept) < total:
+        lines += ["", text(more_text(total - len(kept), what))]
+    return lines
+
+
+def _tail(report: CertificationReport) -> list[str]:
+    lines: list[str] = []
     if report.artifacts:
         lines += [
             "",
