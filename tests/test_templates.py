@@ -27,6 +27,8 @@ import copier
 import jsonschema
 import pytest
 import yaml
+from aitbc.plugin_toolkit.ci.release import workflow_release
+from aitbc.plugin_toolkit.scaffold.new import release_context
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,6 +64,7 @@ PROJECT_FILES = SPEC_FILES | {
     ".copier-answers.yml",
 }
 PACKAGE_FILES = ("__init__.py", "plugin.py", "config_schema.json")
+OTHER_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def answers(kind: str) -> dict[str, Any]:
@@ -78,11 +81,13 @@ def answers(kind: str) -> dict[str, Any]:
         "min_aitbc_version": "1.0.0",
         "max_aitbc_version": "1.9.0",
         "toolkit_ref": "v9.8.7",
+        "toolkit_commit": OTHER_COMMIT,
     }
 
 
 def render(destination: Path, **data: Any) -> Path:
-    """Render the template as it is in the working tree.
+    """Render the template as it is in the working tree, with the toolkit's release
+    record in the context as `aitbc-plugin new` gives it.
 
     templates/plugin is not a git repository root, so copier copies the directory as it
     is and ignores vcs_ref.  Were it one, vcs_ref="HEAD" makes copier take HEAD plus the
@@ -93,7 +98,7 @@ def render(destination: Path, **data: Any) -> Path:
         copier.run_copy(
             str(TEMPLATE),
             str(destination),
-            data=data,
+            data={**release_context(), **data},
             defaults=True,
             unsafe=False,
             quiet=True,
@@ -285,17 +290,48 @@ def test_config_schema_and_its_docs(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_certify_workflow(projects: dict[str, Path], kind: str) -> None:
-    workflow = yaml.safe_load(
-        (projects[kind] / ".github" / "workflows" / "certify.yml").read_text(encoding="utf-8")
-    )
+    text = (projects[kind] / ".github" / "workflows" / "certify.yml").read_text(encoding="utf-8")
+    workflow = yaml.safe_load(text)
     assert set(workflow[True]) >= {"push", "pull_request"}  # YAML 1.1 reads "on" as True
     job = workflow["jobs"]["certify"]
-    assert job["uses"] == "aitbc/aitbc-plugins/.github/workflows/certify.yml@v9.8.7"
+    assert job["uses"] == f"aitbc/aitbc-plugins/.github/workflows/certify.yml@{OTHER_COMMIT}"
+    uses_line = next(ln for ln in text.splitlines() if ln.strip().startswith("uses:"))
+    assert uses_line.endswith(f"@{OTHER_COMMIT} # v9.8.7")  # the tag, as the comment
     assert job["with"] == {"plugin-path": "."}
     # What the reusable workflow's jobs ask for; actions: read lets code scanning take
     # the SARIF upload in a private repository.
     assert job["permissions"] == {"actions": "read", "contents": "read", "security-events": "write"}
     assert workflow["permissions"] == {"contents": "read"}
+
+
+def test_certify_workflow_is_pinned_by_the_recorded_release_commit(tmp_path: Path) -> None:
+    project = render(tmp_path / "p", plugin_name="pinned")
+    text = (project / ".github" / "workflows" / "certify.yml").read_text(encoding="utf-8")
+    release = workflow_release()
+    assert f"    uses: {release.uses('certify.yml')}\n" in text
+    assert "zizmor: ignore" not in text
+
+
+def test_a_tag_without_its_commit_is_left_pinned_by_tag_and_says_so(tmp_path: Path) -> None:
+    """Another release's tag: the toolkit does not know its commit, so the workflow is
+    pinned by tag only, the comment says how to pin it, and nothing silences zizmor."""
+    project = render(tmp_path / "p", plugin_name="tagged", toolkit_ref="v0.9.0")
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["toolkit_commit"] == ""
+    text = (project / ".github" / "workflows" / "certify.yml").read_text(encoding="utf-8")
+    assert "    uses: aitbc/aitbc-plugins/.github/workflows/certify.yml@v0.9.0\n" in text
+    assert "full SHA" in text and "zizmor: ignore" not in text
+
+
+def test_copier_alone_must_be_told_the_release(tmp_path: Path) -> None:
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="toolkit_ref is required"):
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(TEMPLATE), str(tmp_path / "p"), data={"plugin_name": "alone"},
+                        defaults=True, quiet=True, vcs_ref="HEAD")  # fmt: skip
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="toolkit_commit"):
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(TEMPLATE), str(tmp_path / "q"), defaults=True, quiet=True,
+                        vcs_ref="HEAD", data={"plugin_name": "alone", "toolkit_ref": "v1.0.0",
+                                              "toolkit_commit": "abc"})  # fmt: skip
 
 
 def test_ruff_and_mypy_strict(projects: dict[str, Path], tmp_path: Path) -> None:
@@ -349,7 +385,8 @@ def test_computed_defaults(tmp_path: Path, name: str, module_name: str, class_na
     assert recorded["license"] == "MIT"
     assert recorded["min_aitbc_version"] == "1.0.0"
     assert recorded["max_aitbc_version"] == "2.0.0"
-    assert recorded["toolkit_ref"] == "v1.0.0"
+    release = workflow_release()
+    assert (recorded["toolkit_ref"], recorded["toolkit_commit"]) == (release.tag, release.commit)
     assert f"class {class_name}(BasePlugin):" in (project / "plugin.py").read_text()
 
 

@@ -13,6 +13,7 @@ from aitbc.plugin_toolkit.scaffold import sources
 from aitbc.plugin_toolkit.scaffold import update as updating
 from aitbc.plugin_toolkit.scaffold.bundle import bundle_versions, release
 from aitbc.plugin_toolkit.scaffold.new import NewRequest, create_project
+from conftest import REPO
 
 CLI = [sys.executable, "-m", "aitbc.plugin_toolkit"]
 
@@ -208,3 +209,30 @@ def test_builtin_source_is_portable_and_resolved_at_update(
     assert (result.from_version, result.to_version, result.conflicts) == ("1.0.0", "2.0.0", [])
     assert "_src_path: aitbc-plugin:builtin" in (made.path / ".copier-answers.yml").read_text()
     assert "def stop():" in (made.path / "plugin.py").read_text()
+
+
+def test_update_pins_certify_yml_of_a_project_on_the_recorded_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project from template 1.2.0 (certify.yml called by tag, zizmor silenced) gets the
+    workflow pinned by the recorded commit when updated to the working tree's template."""
+    from aitbc.plugin_toolkit.ci.release import workflow_release
+
+    shipped = sources.builtin_bundle()
+    old = tmp_path / "template-1.2.0"
+    git(tmp_path, "clone", "--quiet", "--branch", "1.2.0", str(shipped), str(old))
+    shutil.rmtree(old / ".git")
+    bundle = tmp_path / "releases" / "plugin.bundle"
+    bundle.parent.mkdir()
+    release(old, bundle, "1.2.0")
+    for module in (sources, updating):
+        monkeypatch.setattr(module, "builtin_bundle", lambda: bundle)
+    made = create_project(NewRequest(name="pinned", output_dir=tmp_path / "pinned"))
+    workflow = made.path / ".github" / "workflows" / "certify.yml"
+    assert "certify.yml@v1.0.0 # zizmor: ignore[unpinned-uses]" in workflow.read_text()
+    release(REPO / "templates" / "plugin", bundle, "99.0.0")
+    result = updating.update_project(made.path)
+    assert (result.to_version, result.conflicts) == ("99.0.0", [])
+    pin = workflow_release()
+    assert f"    uses: {pin.uses('certify.yml')}\n" in workflow.read_text()
+    assert f"toolkit_commit: {pin.commit}" in (made.path / ".copier-answers.yml").read_text()

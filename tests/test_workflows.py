@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from aitbc.plugin_toolkit.ci.release import workflow_release
+from aitbc.plugins._version import __version__
 from conftest import REPO, VULN_DB
 from github_runner import parse_outputs
 
@@ -115,15 +117,60 @@ def test_workflows_match_the_github_workflow_schema(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("which", ["project", "released", "working-tree"])
-def test_zizmor_finds_nothing_at_medium_or_above(
+def zizmor_findings(files: list[Path], *extra: str) -> list[str]:
+    """zizmor's findings on these files, offline, one line each (rule, severity, place)."""
+    # --no-config: no zizmor.yml can silence a rule; only ignore comments at their lines.
+    result = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-config", "--format", "json",
+                             *extra, *map(str, files)], capture_output=True, text=True)  # fmt: skip
+    try:
+        findings: list[dict[str, Any]] = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"zizmor gave no JSON: {result.stdout}{result.stderr}") from None
+    lines = []
+    for finding in findings:
+        for where in finding["locations"]:
+            path = next(iter(where["symbolic"]["key"].get("Local", {}).values()), "?")
+            row = where["concrete"]["location"]["start_point"]["row"] + 1
+            lines.append(f"{finding['ident']} ({finding['determinations']['severity']}) "
+                         f"{path}:{row}: {finding['desc']}: {where['symbolic']['annotation']}: "
+                         f"{where['concrete']['feature'].strip()[:120]}")  # fmt: skip
+    return lines
+
+
+def test_zizmor_pedantic_finds_nothing_in_our_workflows() -> None:
+    """Every audit, pedantic ones included; a finding kept on purpose carries a
+    `# zizmor: ignore[rule]` comment with its reason at the place it concerns."""
+    findings = zizmor_findings(WORKFLOW_FILES, "--persona", "pedantic")
+    assert findings == [], "\n".join(findings)
+
+
+def test_zizmor_pedantic_on_the_readme_workflows(tmp_path: Path) -> None:
+    """The README's workflows for plugin and registry repositories, as a user copies them.
+    One pedantic finding is left on purpose: the plugin example's publish job has no
+    concurrency group (cancelling superseded runs is the caller's choice, not ours)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    snippets = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "\njobs:" in b]
+    assert len(snippets) == 2
+    files = []
+    for number, text in enumerate(snippets):
+        files.append(tmp_path / f"readme-{number}.yml")
+        files[-1].write_text(text, encoding="utf-8")
+    checked = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema",
+                              "vendor.github-workflows", *map(str, files)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    findings = zizmor_findings(files, "--persona", "pedantic")
+    assert {f.split(" ", 1)[0] for f in findings} == {"concurrency-limits"}, "\n".join(findings)
+    assert zizmor_findings(files) == []  # the regular persona: nothing at all
+
+
+@pytest.mark.parametrize("which", ["released", "working-tree"])
+def test_zizmor_pedantic_finds_nothing_in_the_generated_workflow(
     which: str, generated_workflows: dict[str, Path]
 ) -> None:
-    files = WORKFLOW_FILES if which == "project" else [generated_workflows[which]]
-    result = subprocess.run([str(BIN / "zizmor"), "--offline", "--min-severity", "medium",
-                             "--format", "plain", *map(str, files)],
-                            capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    findings = zizmor_findings([generated_workflows[which]], "--persona", "pedantic")
+    assert findings == [], "\n".join(findings)
+    assert "zizmor: ignore" not in generated_workflows[which].read_text(encoding="utf-8")
 
 
 def test_third_party_actions_are_pinned_to_commits_and_jobs_have_permissions() -> None:
@@ -131,7 +178,8 @@ def test_third_party_actions_are_pinned_to_commits_and_jobs_have_permissions() -
         text = path.read_text(encoding="utf-8")
         for line in text.splitlines():
             code = line.split("#", 1)[0] if line.lstrip().startswith("#") else line
-            if "uses:" in code and "./.github/workflows/" not in code:
+            assert "uses: ./" not in code, f"{path.name}: use $/ for this repository: {line}"
+            if "uses:" in code and "uses: $/" not in code:
                 assert PINNED.search(line), f"{path.name}: not pinned: {line.strip()}"
         for job_id, job in load(path)["jobs"].items():
             if (path.name, job_id) == INHERITS_CALLER_PERMISSIONS:
@@ -203,21 +251,111 @@ def test_ci_certifies_every_kind_through_the_reusable_workflow() -> None:
     ci = load(WORKFLOWS / "ci.yml")
     assert ci["jobs"]["test"]["strategy"]["matrix"]["python"] == ["3.10", "3.11", "3.12", "3.13"]
     certify = ci["jobs"]["certify"]
-    assert certify["uses"] == "./.github/workflows/certify.yml"
+    assert certify["uses"] == "$/.github/workflows/certify.yml"  # this commit's certify.yml
     assert certify["strategy"]["matrix"]["kind"] == ["base", "cli", "blockchain", "ai"]
     inputs = load(WORKFLOWS / "certify.yml")["on"]["workflow_call"]["inputs"]
     assert set(certify["with"]) <= set(inputs)
 
 
-def test_generated_workflow_calls_certify_at_a_pinned_reference(
+def test_generated_workflow_calls_certify_at_the_recorded_commit(
     generated_workflows: dict[str, Path],
 ) -> None:
     inputs = load(WORKFLOWS / "certify.yml")["on"]["workflow_call"]["inputs"]
+    release = workflow_release()
     for path in generated_workflows.values():
         job = load(path)["jobs"]["certify"]
-        assert re.fullmatch(r"aitbc/aitbc-plugins/\.github/workflows/certify\.yml@v\d+\.\d+\.\d+",
-                            job["uses"])  # fmt: skip
+        assert job["uses"] == f"aitbc/aitbc-plugins/.github/workflows/certify.yml@{release.commit}"
+        assert f"    uses: {release.uses('certify.yml')}\n" in path.read_text(encoding="utf-8")
         assert set(job["with"]) <= set(inputs)
+
+
+# -- the release record: one tag and the commit it names ------------------------------------
+README_PIN = re.compile(r"(aitbc/aitbc-plugins/\.github/workflows/[\w.-]+)@(\S+)(.*)$|"
+                        r"^\s*rev: (\S+)(.*)$", re.MULTILINE)  # fmt: skip
+
+
+def git_here(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+
+
+def test_the_release_record_names_a_tag_of_this_version_and_a_full_commit() -> None:
+    release = workflow_release()
+    assert release.tag == f"v{__version__}"  # .ci/release.py tags v<package version>
+    assert re.fullmatch(r"[0-9a-f]{40}", release.commit)
+    assert release.uses("certify.yml") == (
+        f"aitbc/aitbc-plugins/.github/workflows/certify.yml@{release.commit} # {release.tag}"
+    )
+
+
+def test_the_readme_snippets_pin_the_recorded_commit_with_the_tag_as_comment() -> None:
+    release = workflow_release()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    found = [m for m in README_PIN.finditer(readme)]
+    workflows = {m[1].rsplit("/", 1)[1] for m in found if m[1]}
+    assert workflows == {"certify.yml", "certify-matrix.yml"}
+    assert len([m for m in found if m[4]]) == 1  # the pre-commit snippet
+    for match in found:
+        if match[1]:  # uses: aitbc/aitbc-plugins/.github/workflows/<file>@<ref> # <tag>
+            assert (match[2], match[3]) == (release.commit, f" # {release.tag}"), match[0]
+        else:  # the pre-commit hook, frozen as pre-commit autoupdate --freeze writes it
+            assert (match[4], match[5]) == (release.commit, f"  # frozen: {release.tag}"), match[0]
+
+
+def test_the_recorded_commit_is_in_this_repository_with_the_workflows() -> None:
+    """Where this checkout has the history: a fresh clone has it (a shallow one may not,
+    nor an sdist); the tag, where fetched, names the same commit."""
+    release = workflow_release()
+    if git_here("rev-parse", "--git-dir").returncode:
+        pytest.skip("not a git checkout")
+    if git_here("cat-file", "-e", f"{release.commit}^{{commit}}").returncode:
+        if git_here("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+            pytest.skip(f"{release.commit} is beyond this shallow clone's history")
+        raise AssertionError(f"{release.commit} is no commit of this repository")
+    for workflow in ("certify.yml", "certify-matrix.yml"):
+        shown = git_here("cat-file", "-e", f"{release.commit}:.github/workflows/{workflow}")
+        assert shown.returncode == 0, f"{release.commit} has no .github/workflows/{workflow}"
+    tagged = git_here("rev-parse", "-q", "--verify", f"refs/tags/{release.tag}^{{commit}}")
+    if tagged.returncode == 0:
+        assert tagged.stdout.strip() == release.commit, f"{release.tag} names another commit"
+
+
+def test_the_release_script_tags_a_commit_and_records_it(tmp_path: Path) -> None:
+    """.ci/release.py in a scratch repository made of this one's files: it tags the clean
+    HEAD v<version>, writes the record and the README's pins, and will not move a tag."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    for part in (".ci", "toolkit", ".github"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "README.md", repo / "README.md")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the release"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    ours = REPO / "toolkit" / "aitbc" / "plugin_toolkit" / "ci" / "release.json"
+    record_before = ours.read_text()
+
+    def release(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(repo / ".ci" / "release.py"), *args],
+                              cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+
+    done = release()
+    assert done.returncode == 0, done.stdout + done.stderr
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    head = head.strip()
+    record = json.loads((repo / ours.relative_to(REPO)).read_text())
+    assert record == {"tag": f"v{__version__}", "commit": head}
+    tagged = subprocess.run([*git, "rev-parse", f"v{__version__}^{{commit}}"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert tagged.stdout.strip() == head
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    pins = [m for m in README_PIN.finditer(readme)]
+    assert len(pins) == 3 and all(head in (m[2], m[4]) for m in pins)
+    assert ours.read_text() == record_before  # the scratch repository's record, not ours
+    refused = release()  # the record and README are uncommitted now
+    assert refused.returncode == 1 and "uncommitted" in refused.stderr
+    subprocess.run([*git, "commit", "-qam", "Record the release"], check=True)
+    moved = release()  # the same version again, at the record's commit
+    assert moved.returncode == 1 and f"tag v{__version__} already names {head}" in moved.stderr
 
 
 def test_pre_commit_manifest_is_valid_and_runs_the_fast_checks() -> None:
@@ -522,3 +660,4 @@ def test_ci_build_step_builds_the_toolkit_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "aitbc/plugins/py.typed" in names
     assert "aitbc/plugin_toolkit/_data/templates/plugin.bundle" in names  # `new` works offline
+    assert "aitbc/plugin_toolkit/ci/release.json" in names  # what `new` pins certify.yml to

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..ci.release import workflow_release
 from ..errors import ToolkitError, UntrustedTemplateError
 from ..files import move_into_place, require_absent_or_empty, staging_dir_beside
 from .git import git_executable, init_and_commit
@@ -74,7 +75,7 @@ def create_project(request: NewRequest) -> NewResult:
             built = _render_cookiecutter(source, staging, data, request)
         else:
             built = staging / "project"
-            _render_copier(source, built, data, request)
+            _render_copier(source, built, {**data, **release_context()}, request)
         files = sorted(
             str(p.relative_to(built))
             for p in built.rglob("*")
@@ -84,6 +85,13 @@ def create_project(request: NewRequest) -> NewResult:
             init_and_commit(built, f"Generate {request.name} with aitbc-plugin new")
         move_into_place(built, destination)
     return NewResult(destination, source, files, request.git)
+
+
+def release_context() -> dict[str, Any]:
+    """What the built-in template's toolkit_ref and toolkit_commit default to: the release
+    of the reusable workflows this toolkit records.  Not a question, so never recorded."""
+    release = workflow_release()
+    return {"aitbc_release": {"tag": release.tag, "commit": release.commit}}
 
 
 def _render_copier(

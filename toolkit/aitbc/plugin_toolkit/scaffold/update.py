@@ -28,7 +28,7 @@ from .git import (
     git,
     is_work_tree,
 )
-from .new import ANSWERS_FILE
+from .new import ANSWERS_FILE, release_context
 from .sources import BUILTIN_TEMPLATE_SOURCE, builtin_bundle
 
 FileState = Literal[
@@ -181,8 +181,9 @@ def _copier_update(work: Path, trust: bool) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            copier.run_update(work, defaults=True, overwrite=True, unsafe=trust, quiet=True,
-                              skip_answered=True, conflict="inline")  # fmt: skip
+            copier.run_update(work, data=release_context(), defaults=True, overwrite=True,
+                              unsafe=trust, quiet=True, skip_answered=True,
+                              conflict="inline")  # fmt: skip
     except UnsafeTemplateError as exc:
         raise ToolkitError(f"the template runs its own code ({exc}); pass --trust") from None
     except CopierError as exc:
@@ -193,6 +194,7 @@ def _render(project: _Project, version: str, target: Path, trust: bool) -> Path:
     import copier
 
     data = {k: v for k, v in project.answers.items() if not k.startswith("_")}
+    data.update(release_context())  # as `new` and the update above render
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         copier.run_copy(project.source, target, data=data, vcs_ref=version, defaults=True,
