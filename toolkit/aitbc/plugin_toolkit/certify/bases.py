@@ -18,6 +18,7 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +39,7 @@ def installed_requirements(lines: list[str]) -> list[str] | None:
         if requirement.marker is not None and not requirement.marker.evaluate(environment):
             continue
         requirement.marker = None
+        requirement.name = canonicalize_name(requirement.name)  # "Foo_Bar" is "foo-bar"
         wanted.add(str(requirement))
     return sorted(wanted)
 
