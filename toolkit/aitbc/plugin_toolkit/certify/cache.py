@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from filelock import FileLock
@@ -45,6 +46,44 @@ def mypy_cache(project: Path) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         yield folder
+
+
+def _seed() -> Path:
+    """Where the shared start of every project's mypy cache is kept: what the probe's
+    own imports need (the SDK, the standard library, click), no plugin's code."""
+    key = hashlib.sha256(f"{sys.version}\0{_version('mypy')}".encode()).hexdigest()[:24]
+    return cache_root() / "mypy" / f"seed-{key}"
+
+
+def seed_mypy_cache(cache_dir: Path) -> bool:
+    """Start an empty project cache from the seed; False when there is none yet.
+    Safe to share: mypy checks each entry against the file it came from."""
+    seed = _seed()
+    if not seed.is_dir():
+        return False
+    shutil.copytree(seed, cache_dir, dirs_exist_ok=True)
+    return True
+
+
+def publish_mypy_seed(cache_dir: Path) -> None:
+    """Make ``cache_dir`` (just warmed, before any plugin code was analysed) the seed,
+    whole or not at all; a seed once made is never changed (a racing run's is kept)."""
+    seed = _seed()
+    if seed.exists():
+        return
+    staging = Path(tempfile.mkdtemp(prefix=".seed-", dir=seed.parent))
+    try:
+        shutil.copytree(cache_dir, staging, dirs_exist_ok=True)
+        staging.rename(seed)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib_metadata.version(distribution)
+    except importlib_metadata.PackageNotFoundError:
+        return "none"
 
 
 def fingerprint(paths: list[Path], base: Path) -> str:

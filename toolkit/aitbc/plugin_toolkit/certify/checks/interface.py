@@ -39,7 +39,7 @@ from aitbc.plugins import process
 from aitbc.plugins.process import Completed
 
 from ..base import CheckContext, CheckError, result, timed
-from ..cache import mypy_cache
+from ..cache import mypy_cache, publish_mypy_seed, seed_mypy_cache
 from ..model import CheckResult, Finding, Severity
 from . import _shipped, _site
 from ._hints import with_hint
@@ -418,15 +418,19 @@ def warm_mypy_cache(project: Path, site_packages: Path, checks_dir: Path, scratc
     """Fill the project's empty mypy cache with what every probe imports (the SDK, the
     standard library, click), read from the plugin's base environment while the plugin
     builds: the interface check then analyses only the plugin's own code, seconds less
-    on a first certification.  Its errors are the interface check's to find."""
+    on a first certification.  The first project's warm cache becomes the seed every
+    later project's starts from.  Its errors are the interface check's to find."""
     with mypy_cache(project) as cache_dir:
         if any(cache_dir.iterdir()):
             return  # analysed before: incremental already
+        seeded = seed_mypy_cache(cache_dir)  # another project's start: only re-validated
         template = (checks_dir / "mypy_probe.py.tmpl").read_text(encoding="utf-8")
         scratch.mkdir(parents=True, exist_ok=True)
         (scratch / PROBE_FILE).write_text(template.split("from ${module}")[0], encoding="utf-8")
         python = python_stand_in(scratch, site_packages)
-        run_mypy(checks_dir, scratch, python, cache_dir, timeout)
+        done = run_mypy(checks_dir, scratch, python, cache_dir, timeout)
+        if not seeded and done.returncode == 0 and not done.timed_out:
+            publish_mypy_seed(cache_dir)
 
 
 def _ask_in_background(context: CheckContext) -> None:
