@@ -119,6 +119,8 @@ def test_copier_template_from_a_path(tmp_path: Path) -> None:
     result = aitbc_plugin("new", "shiny", "--kind", "cli", "--template", str(template),
                           "--defaults", "--no-git", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # Its kinds, layout and tests are its own: no "(base)", no Next of ours.
+    assert result.stdout == f"Created shiny from {template} in shiny: 1 files\n"
     assert (tmp_path / "shiny" / "README.md").read_text() == "# shiny (cli)\n"
     assert not (tmp_path / "shiny" / ".git").exists()
 
@@ -129,6 +131,8 @@ def test_cookiecutter_template_is_detected(tmp_path: Path) -> None:
                           "--author", "Ada", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     made = tmp_path / "cookie-plugin"
+    assert result.stdout == (f"Created cookie-plugin from {template} in cookie-plugin: 1 files, "
+                             "git repository with an initial commit\n")  # fmt: skip
     assert (made / "README.md").read_text() == "cookie-plugin by Ada\n"
     assert (made / ".git").is_dir()  # an initial commit, like every new project
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cc", "cookie-plugin"]

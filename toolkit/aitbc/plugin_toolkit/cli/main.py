@@ -7,6 +7,8 @@ of unexpected errors)."""
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -82,8 +84,55 @@ def new(name: str, kind: str | None, output_dir: Path | None, author: str | None
     result = create_project(request)
     where = _display_path(result.path)
     git_note = ", git repository with an initial commit" if result.git_initialized else ""
+    if result.template.kind != "builtin":  # its kinds, layout and tests are its own
+        click.echo(f"Created {name} from {result.template.location} in {where}: "
+                   f"{len(result.files)} files{git_note}")  # fmt: skip
+        return
     click.echo(f"Created {name} ({request.kind}) in {where}: {len(result.files)} files{git_note}")
-    click.echo(f"Next: cd {where} && pip install -e . && pytest")
+    click.echo(f"Next: cd {shlex.quote(where)} && {_self_command()} test")
+
+
+class _PytestArgs(click.Command):
+    """Everything after ``--`` goes to pytest untouched (click would parse it)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            args, ctx.meta["pytest_args"] = args[:at], args[at + 1 :]
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            stray = isinstance(exc, click.NoSuchOption) or "unexpected extra" in exc.message
+            if not stray:
+                raise
+            raise click.UsageError(
+                f"{exc.format_message()}; pytest's arguments go after --, as in "
+                "aitbc-plugin test -- -k name"
+            ) from None
+
+
+@cli.command(cls=_PytestArgs)
+@click.argument("path", type=click.Path(path_type=Path), default=".")
+@click.pass_context
+def test(ctx: click.Context, path: Path) -> None:
+    """Run the plugin project's tests at PATH as certification does; pytest's exit status.
+
+    The project is built and its wheel installed with pytest into the isolated plugin
+    environment certification uses (the SDK comes from this toolkit, not a package
+    index); tests/ runs there against the installed plugin.  Arguments after -- go to
+    pytest: aitbc-plugin test -- -k lifecycle"""
+    from ..certify.testrun import check_project, run_plugin_tests
+
+    check_project(path)
+    click.echo(f"Building {path.resolve().name} and installing it with pytest in "
+               "the plugin environment (the first run takes longer) ...", err=True)  # fmt: skip
+    run = run_plugin_tests(path, ctx.meta.get("pytest_args", []))
+    click.echo(run.completed.stdout, nl=False)
+    click.echo(run.completed.stderr, nl=False, err=True)
+    if run.completed.returncode is None:
+        raise Failure(f"pytest took longer than {run.timeout_s:g}s ([limits] tool_timeout_s) "
+                      "and was stopped", 1)  # fmt: skip
+    raise click.exceptions.Exit(run.completed.returncode)
 
 
 @cli.command()
@@ -245,6 +294,19 @@ def _progress_printer() -> Any:
                           markup=True, highlight=False)  # fmt: skip
 
     return report
+
+
+def _self_command() -> str:
+    """How to run this toolkit again: ``aitbc-plugin`` when that name on PATH is this
+    installation, else the path of this installation's script (as after a plain
+    ``.venv/bin/aitbc-plugin new``), else this Python with ``-m``."""
+    script = Path(sys.executable).with_name("aitbc-plugin")
+    found = shutil.which("aitbc-plugin")
+    if script.is_file():
+        if found is not None and Path(found).samefile(script):
+            return "aitbc-plugin"
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m aitbc.plugin_toolkit"
 
 
 def _display_path(path: Path) -> str:
