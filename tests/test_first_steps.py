@@ -5,12 +5,14 @@ generated project says promises what does not work (plain `copier update`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from conftest import REPO, make_venv
@@ -139,3 +141,34 @@ def test_generated_docs_give_the_one_instruction(project: Path) -> None:
         assert "pip install -e" not in text, name
         assert ".[dev]" not in text and ".[test]" not in text, name
         assert "hatch" not in text, name  # the project is built by setuptools
+
+
+def _dev_script_in(root: Path) -> ModuleType:
+    """.ci/dev.py as it would run from a checkout at ``root`` (beside no ../shared)."""
+    copy = root / "repo" / ".ci" / "dev.py"
+    copy.parent.mkdir(parents=True)
+    shutil.copy2(REPO / ".ci" / "dev.py", copy)
+    spec = importlib.util.spec_from_file_location("dev_copy", copy)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_without_advisory_data_says_so_and_that_it_skips_the_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AITBC_VULN_DB", raising=False)
+    dev = _dev_script_in(tmp_path)
+    assert dev.vulnerability_db() == []
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1, said
+    assert f"AITBC_VULN_DB is not set and {tmp_path / 'shared' / 'advisory-db'} does not" in said
+    assert "the host demo is skipped" in said
+    assert dev.skipped_host_demo(1).startswith("skipped the host demo (examples/host_demo.py)")
+    # With the variable set, certify reads it itself: the demo passes nothing.
+    monkeypatch.setenv("AITBC_VULN_DB", str(tmp_path))
+    assert dev.vulnerability_db() == [] and capsys.readouterr().err == ""
+    (tmp_path / "shared" / "advisory-db").mkdir(parents=True)
+    monkeypatch.delenv("AITBC_VULN_DB")
+    assert dev.vulnerability_db() == ["--vuln-db", str(tmp_path / "shared" / "advisory-db")]

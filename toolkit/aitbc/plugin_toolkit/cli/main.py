@@ -7,6 +7,7 @@ of unexpected errors)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -16,7 +17,9 @@ from typing import Any, NoReturn
 
 import click
 from aitbc.plugins import __version__
+from click.core import ParameterSource
 
+from ..certify.base import VULN_DB_VARIABLE
 from ..certify.writers import FORMATS
 from ..errors import ToolkitError
 from ..files import write_atomic
@@ -30,6 +33,15 @@ class Failure(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container or
+    ``taskset`` narrows), not those the machine has."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -192,11 +204,13 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
     "--policy",
     "policy_file",
     type=click.Path(path_type=Path),
-    help="A policy TOML file (defaults: checks/policy.toml).",
+    help="A policy TOML file; its settings override the toolkit's built-in policy.",
 )
 @click.option(
     "--vuln-db",
     type=click.Path(path_type=Path),
+    envvar=VULN_DB_VARIABLE,
+    show_envvar=True,
     help="Audit offline against this directory of OSV records.",
 )
 @click.option(
@@ -212,7 +226,11 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
 )
 @click.option("--no-cache", is_flag=True, help="Run every check; ignore cached results.")
 @click.option(
-    "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Checks run at once."
+    "--jobs",
+    type=click.IntRange(1, 32),
+    default=lambda: min(32, available_cpus()),
+    show_default=f"the number of CPUs available, {min(32, available_cpus())} here",
+    help="Checks run at once.",
 )
 @click.option(
     "--only",
@@ -220,7 +238,9 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
     metavar="CHECK",
     help="Run only this check (repeatable); the verdict covers only those.",
 )
-def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_dir: Path | None,
+@click.pass_context
+def certify(ctx: click.Context, path: Path, formats: tuple[str, ...], output: Path | None,
+            report_dir: Path | None,
             dist_dir: Path | None, policy_file: Path | None, vuln_db: Path | None,
             allow_incomplete_audit: bool, require_isolation: str | None, no_cache: bool,
             jobs: int, only: tuple[str, ...]) -> None:  # fmt: skip
@@ -232,6 +252,10 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
     from ..certify.runner import certify as run_certification
     from ..certify.writers import WRITERS
 
+    from_environment = ctx.get_parameter_source("vuln_db") is ParameterSource.ENVIRONMENT
+    if vuln_db is not None and from_environment and not vuln_db.is_dir():
+        raise ToolkitError(f"{VULN_DB_VARIABLE}={vuln_db} (the default of --vuln-db): "
+                           "no such directory")  # fmt: skip
     chosen = list(dict.fromkeys(formats or ("text",)))
     if output is not None and len(chosen) != 1:
         raise click.UsageError("--output takes exactly one --format; use --report-dir for several")
