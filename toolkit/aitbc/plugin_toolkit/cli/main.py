@@ -152,7 +152,14 @@ def test(ctx: click.Context, path: Path) -> None:
 @click.option("--check", is_flag=True, help="Only say whether an update exists (exit 1 if so).")
 @click.option("--pretend", is_flag=True, help="Classify every file; change nothing.")
 @click.option("--trust", is_flag=True, help="Allow the template to run its own code.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per file for a person; json: the versions and each file's state.",
+)
 def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: str) -> None:
     """Bring the plugin project at PATH up to the current template version."""
     from ..scaffold.update import check_for_update, update_project
@@ -177,7 +184,11 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
         if output_format == "json":
             raise click.exceptions.Exit(1)
         conflicted = ", ".join(result.conflicts)
+        if pretend:
+            raise Failure(f"the update would conflict in {conflicted}; nothing was written", 1)
         raise Failure(f"conflicts in {conflicted}; resolve the markers, then commit", 1)
+    if result.applied and output_format == "text" and not result.up_to_date:
+        click.echo("Review the changes (git diff), then commit them.")
 
 
 @cli.command()
