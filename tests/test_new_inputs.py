@@ -171,6 +171,19 @@ def test_cookiecutter_hooks_need_trust(tmp_path: Path) -> None:
     assert (tmp_path / "p2" / "hook-ran").read_text() == "yes"
 
 
+def test_trusted_hook_that_rejects_is_its_words_and_one_line(tmp_path: Path) -> None:
+    """Cookiecutter logs a failed hook with a traceback; the user sees the hook's own
+    output and our one line, nothing else."""
+    template = write_cookiecutter_template(
+        tmp_path / "cc", hook="import sys\nprint('ERROR: that name is taken')\nsys.exit(1)\n"
+    )
+    result = aitbc_plugin("new", "p5", "--template", str(template), "--defaults", "--trust",
+                          cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(result, "Hook script failed (exit status: 1)")
+    assert result.stdout == "ERROR: that name is taken\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cc"]
+
+
 def test_failure_midway_leaves_nothing(tmp_path: Path) -> None:
     template = write_copier_template(tmp_path / "tpl", files={
         "a.txt.jinja": "fine\n", "b.txt.jinja": "{{ undefined_function() }}\n",
