@@ -172,3 +172,9 @@ def test_demo_without_advisory_data_says_so_and_that_it_skips_the_host(
     (tmp_path / "shared" / "advisory-db").mkdir(parents=True)
     monkeypatch.delenv("AITBC_VULN_DB")
     assert dev.vulnerability_db() == ["--vuln-db", str(tmp_path / "shared" / "advisory-db")]
+
+
+def test_test_help_shows_where_pytest_arguments_go(tmp_path: Path) -> None:
+    shown = run([*CLI, "test", "--help"], tmp_path)
+    assert shown.returncode == 0
+    assert shown.stdout.startswith("Usage: aitbc-plugin test [OPTIONS] [PATH] [-- PYTEST-ARGS...]")

@@ -107,6 +107,9 @@ def new(name: str, kind: str | None, output_dir: Path | None, author: str | None
 class _PytestArgs(click.Command):
     """Everything after ``--`` goes to pytest untouched (click would parse it)."""
 
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- PYTEST-ARGS...]"]
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" in args:
             at = args.index("--")
