@@ -78,7 +78,10 @@ def test_pytest_status_and_arguments_pass_through(project: Path, tmp_path: Path)
     none = run([*CLI, "test", str(copy), "--", "-k", "no_test_has_this_name"], tmp_path)
     assert none.returncode == 5, none.stdout + none.stderr  # pytest's "nothing collected"
     (copy / "tests" / "test_broken.py").write_text("def test_broken():\n    assert 1 == 2\n")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.rglob("*") if p.is_file()}
     failed = run([*CLI, "test"], copy)
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.rglob("*") if p.is_file()}
+    assert after == before  # built and run in copies: the project is left as it was
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "FAILED tests/test_broken.py::test_broken" in failed.stdout
     assert re.search(r"1 failed, \d+ passed", failed.stdout), failed.stdout
