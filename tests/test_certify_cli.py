@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,11 @@ CACHED_CHECKS = {"interface", "security", "audit", "lifecycle", "tests", "build"
 
 
 def certify(
-    *args: str | Path, cache: Path, cwd: Path | None = None
+    *args: str | Path, cache: Path, cwd: Path | None = None, vuln_db: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    """certify run as a user runs it; $AITBC_VULN_DB only when ``vuln_db`` says so."""
+    env = {k: v for k, v in os.environ.items() if k != "AITBC_VULN_DB"}
+    env |= {"XDG_CACHE_HOME": str(cache), **({"AITBC_VULN_DB": vuln_db} if vuln_db else {})}
     return subprocess.run([str(TOOL), "certify", *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=600)  # fmt: skip
 
@@ -186,9 +189,39 @@ def test_unauditable_dependency_is_incomplete_never_passed(good: Path, tmp_path:
     if audit["status"] == "passed":  # pragma: no cover - a machine with a vulnerability service
         pytest.skip("this machine reaches a vulnerability service: the audit completed")
     assert run.returncode == 1 and audit["status"] == "incomplete", audit
-    assert any(r.startswith("audit incomplete") for r in report["reasons"])
+    reason = next(r for r in report["reasons"] if r.startswith("audit incomplete"))
+    # One line: what is missing, and both ways to give it; not pip-audit's "Dependency
+    # not found on PyPI", which names the wrong thing (the package is there).
+    assert "\n" not in reason and "not found on PyPI" not in reason, reason
+    assert "no OSV records given" in reason, reason
+    assert reason.endswith("audit offline with --vuln-db DIR or AITBC_VULN_DB=DIR"), reason
     allowed = certify(good, "--only", "audit", "--allow-incomplete-audit", cache=tmp_path / "c")
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+
+def test_vuln_db_defaults_to_the_environment_variable(good: Path, tmp_path: Path) -> None:
+    run = certify(good, "--only", "audit", "--format", "json", cache=tmp_path / "c",
+                  vuln_db=str(VULN_DB))  # fmt: skip
+    audit = {c["id"]: c for c in json.loads(run.stdout)["checks"]}["audit"]
+    assert run.returncode == 0 and audit["status"] == "passed", audit
+    assert f"(local OSV records in {VULN_DB})" in audit["summary"]
+
+
+def test_help_says_what_a_user_can_use(tmp_path: Path) -> None:
+    shown = subprocess.run([str(TOOL), "certify", "--help"], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    text = " ".join(shown.stdout.split())
+    assert shown.returncode == 0
+    assert "checks/policy.toml" not in text  # an internal path means nothing to a user
+    assert "its settings override the toolkit's built-in policy" in text
+    assert "[env var: AITBC_VULN_DB]" in text
+    cpus = min(32, len(os.sched_getaffinity(0)))
+    assert f"[default: (the number of CPUs available, {cpus} here)" in text
+    taskset = shutil.which("taskset")
+    if taskset is not None:  # one CPU allowed: the default follows the affinity mask
+        one = subprocess.run([taskset, "-c", "0", str(TOOL), "certify", "--help"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert "(the number of CPUs available, 1 here)" in " ".join(one.stdout.split())
 
 
 BAD_POLICIES = {
@@ -207,6 +240,8 @@ BAD_POLICIES = {
         (["no-such-dir"], "no-such-dir: no such project directory"),
         (["{empty}"], "is not a plugin project"),
         (["{good}", "--vuln-db", "no-such-db"], "--vuln-db no-such-db: no such directory"),
+        (["{good}", "env:no-such-db"],
+         "AITBC_VULN_DB=no-such-db (the default of --vuln-db): no such directory"),
         (["{good}", "--policy", "no-such.toml"], "cannot read policy no-such.toml"),
         (["{good}", "--format", "xml"], "Invalid value for '--format'"),
         (["{good}", "--only", "speed"], "--only: unknown check(s) speed"),
@@ -225,7 +260,10 @@ def test_bad_input_is_one_line_and_exit_2(
     for name, (text, _) in BAD_POLICIES.items():
         (tmp_path / name).write_text(text)
     filled = [a.format(good=good, empty=tmp_path / "empty", tmp=tmp_path) for a in args]
-    run = certify(*filled, cache=tmp_path / "c", cwd=tmp_path)
+    from_env = [a.removeprefix("env:") for a in filled if a.startswith("env:")]
+    filled = [a for a in filled if not a.startswith("env:")]
+    run = certify(*filled, cache=tmp_path / "c", cwd=tmp_path,
+                  vuln_db=from_env[0] if from_env else None)  # fmt: skip
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stdout == ""
     lines = run.stderr.strip().splitlines()

@@ -119,6 +119,8 @@ def test_copier_template_from_a_path(tmp_path: Path) -> None:
     result = aitbc_plugin("new", "shiny", "--kind", "cli", "--template", str(template),
                           "--defaults", "--no-git", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # Its kinds, layout and tests are its own: no "(base)", no Next of ours.
+    assert result.stdout == f"Created shiny from {template} in shiny: 1 files\n"
     assert (tmp_path / "shiny" / "README.md").read_text() == "# shiny (cli)\n"
     assert not (tmp_path / "shiny" / ".git").exists()
 
@@ -129,6 +131,8 @@ def test_cookiecutter_template_is_detected(tmp_path: Path) -> None:
                           "--author", "Ada", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     made = tmp_path / "cookie-plugin"
+    assert result.stdout == (f"Created cookie-plugin from {template} in cookie-plugin: 1 files, "
+                             "git repository with an initial commit\n")  # fmt: skip
     assert (made / "README.md").read_text() == "cookie-plugin by Ada\n"
     assert (made / ".git").is_dir()  # an initial commit, like every new project
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cc", "cookie-plugin"]
@@ -165,6 +169,19 @@ def test_cookiecutter_hooks_need_trust(tmp_path: Path) -> None:
                            cwd=tmp_path)  # fmt: skip
     assert trusted.returncode == 0, trusted.stderr
     assert (tmp_path / "p2" / "hook-ran").read_text() == "yes"
+
+
+def test_trusted_hook_that_rejects_is_its_words_and_one_line(tmp_path: Path) -> None:
+    """Cookiecutter logs a failed hook with a traceback; the user sees the hook's own
+    output and our one line, nothing else."""
+    template = write_cookiecutter_template(
+        tmp_path / "cc", hook="import sys\nprint('ERROR: that name is taken')\nsys.exit(1)\n"
+    )
+    result = aitbc_plugin("new", "p5", "--template", str(template), "--defaults", "--trust",
+                          cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(result, "Hook script failed (exit status: 1)")
+    assert result.stdout == "ERROR: that name is taken\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cc"]
 
 
 def test_failure_midway_leaves_nothing(tmp_path: Path) -> None:

@@ -370,6 +370,8 @@ def test_ruff_and_mypy_strict(projects: dict[str, Path], tmp_path: Path) -> None
     ("name", "module_name", "class_name"),
     [
         ("my-plugin", "my_plugin", "MyPlugin"),
+        ("my-plugin2", "my_plugin2", "MyPlugin2"),  # not MyPlugin2Plugin
+        ("plugin-tools", "plugin_tools", "PluginToolsPlugin"),
         ("agent-cli", "agent_cli", "AgentCliPlugin"),
         ("Translation-AI", "translation_ai", "TranslationAIPlugin"),
         ("base", "base", "MyBasePlugin"),

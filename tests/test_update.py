@@ -103,6 +103,7 @@ def test_update_keeps_author_edits_and_reports_each_file(bundle: Path, tmp_path:
     result = run_cli("update", cwd=project)
     assert result.returncode == 0, result.stderr
     assert "updated template 1.0.0 -> 2.0.0" in result.stdout
+    assert result.stdout.endswith("\nReview the changes (git diff), then commit them.\n")
     assert "My own notes." in readme.read_text()
     text = plugin.read_text()
     assert text.startswith("# edited by the author\n") and "def stop():" in text
@@ -144,6 +145,42 @@ def test_json_conflict_report(bundle: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert json.loads(result.stdout)["conflicts"] == ["settings.txt"]
     assert git(project, "status", "--porcelain") == ""  # pretend wrote nothing
+
+
+def test_pretend_on_a_dirty_tree_classifies_it_and_writes_nothing(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """--pretend writes nothing, so uncommitted edits do not stop it: it classifies the
+    tree as it stands, and a conflict it foresees is said as one, not as markers to
+    resolve."""
+    project = make_v1_project(bundle, tmp_path / "demo")
+    (project / "settings.txt").write_text("timeout = 99\nretries = 3\n")  # uncommitted
+    plugin = project / "plugin.py"
+    plugin.write_text("# edited, not committed\n" + plugin.read_text())
+
+    def files() -> dict[Path, bytes]:  # not .git: `git status` may refresh its index
+        return {p: p.read_bytes() for p in project.rglob("*")
+                if p.is_file() and ".git" not in p.parts}  # fmt: skip
+
+    before, status = files(), git(project, "status", "--porcelain")
+    result = run_cli("update", "--pretend", cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        "aitbc-plugin: the update would conflict in settings.txt; nothing was written"
+    )
+    assert "would update template 1.0.0 -> 2.0.0" in result.stdout
+    assert "conflict               settings.txt" in result.stdout
+    assert "merged                 plugin.py" in result.stdout
+    assert files() == before and git(project, "status", "--porcelain") == status
+    refused = run_cli("update", cwd=project)  # writing into a dirty tree is still refused
+    assert refused.returncode == 2 and "has uncommitted changes" in refused.stderr
+
+
+def test_update_help_explains_every_option(tmp_path: Path) -> None:
+    shown = run_cli("update", "--help", cwd=tmp_path)
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "--format [text|json] text: one line per file for a person; json:" in text
 
 
 def test_check_exits_1_when_an_update_exists(bundle: Path, tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .probes import MetadataProbe
 
 T = TypeVar("T")
+#: Where `certify --vuln-db` takes its default from: a directory of OSV records.
+VULN_DB_VARIABLE = "AITBC_VULN_DB"
 
 
 class CheckError(Exception):
@@ -115,7 +117,7 @@ class CheckContext:
     build_behaviour: Behaviour | None = None
     plugin: PluginInfo | None = None
     plugin_problem: str | None = None  # why the wheel names no plugin
-    vuln_db: Path | None = None
+    vuln_db: Path | None = None  # `--vuln-db DIR`, default $AITBC_VULN_DB
     osv_url: str | None = None  # an OSV service to ask instead of PyPI (a mirror, tests)
     allow_incomplete_audit: bool = False
     # The isolated environment with the SDK and the plugin's wheel installed, shared by

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shlex
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -15,7 +18,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from aitbc.plugins import __version__
+from click.core import ParameterSource
 
+from ..certify.base import VULN_DB_VARIABLE
 from ..certify.writers import FORMATS
 from ..errors import ToolkitError
 from ..files import write_atomic
@@ -32,6 +37,15 @@ class Failure(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container or
+    ``taskset`` narrows), not those the machine has."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,8 +100,56 @@ def new(name: str, kind: str | None, output_dir: Path | None, author: str | None
     result = create_project(request)
     where = _display_path(result.path)
     git_note = ", git repository with an initial commit" if result.git_initialized else ""
+    if result.template.kind != "builtin":  # its kinds, layout and tests are its own
+        click.echo(f"Created {name} from {result.template.location} in {where}: "
+                   f"{len(result.files)} files{git_note}")  # fmt: skip
+        return
     click.echo(f"Created {name} ({request.kind}) in {where}: {len(result.files)} files{git_note}")
-    click.echo(f"Next: cd {where} && pip install -e . && pytest")
+    click.echo(f"Next: cd {shlex.quote(where)} && {_self_command()} test")
+
+
+class _PytestArgs(click.Command):
+    """Everything after ``--`` goes to pytest untouched (click would parse it)."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- PYTEST-ARGS...]"]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            args, ctx.meta["pytest_args"] = args[:at], args[at + 1 :]
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            stray = isinstance(exc, click.NoSuchOption) or "unexpected extra" in exc.message
+            if not stray:
+                raise
+            raise click.UsageError(
+                f"{exc.format_message()}; pytest's arguments go after --, as in "
+                "aitbc-plugin test -- -k name"
+            ) from None
+
+
+@cli.command(cls=_PytestArgs)
+@click.argument("path", type=click.Path(path_type=Path), default=".")
+@click.pass_context
+def test(ctx: click.Context, path: Path) -> None:
+    """Run the plugin project's tests at PATH as certification does; pytest's exit status.
+
+    The project is built and its wheel installed with pytest into the isolated plugin
+    environment certification uses (the SDK comes from this toolkit, not a package
+    index); tests/ runs there against the installed plugin.  Arguments after -- go to
+    pytest: aitbc-plugin test -- -k lifecycle"""
+    from ..certify.testrun import check_project, run_plugin_tests
+
+    check_project(path)
+    click.echo(f"Building {path.resolve().name} and installing it with pytest in "
+               "the plugin environment (the first run takes longer) ...", err=True)  # fmt: skip
+    run = run_plugin_tests(path, ctx.meta.get("pytest_args", []))  # pytest's output is live
+    if run.returncode is None:
+        raise Failure(f"pytest took longer than {run.timeout_s:g}s ([limits] tool_timeout_s) "
+                      "and was stopped", 1)  # fmt: skip
+    raise click.exceptions.Exit(run.returncode)
 
 
 @cli.command()
@@ -95,7 +157,14 @@ def new(name: str, kind: str | None, output_dir: Path | None, author: str | None
 @click.option("--check", is_flag=True, help="Only say whether an update exists (exit 1 if so).")
 @click.option("--pretend", is_flag=True, help="Classify every file; change nothing.")
 @click.option("--trust", is_flag=True, help="Allow the template to run its own code.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per file for a person; json: the versions and each file's state.",
+)
 def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: str) -> None:
     """Bring the plugin project at PATH up to the current template version."""
     from ..scaffold.update import check_for_update, update_project
@@ -120,7 +189,11 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
         if output_format == "json":
             raise click.exceptions.Exit(1)
         conflicted = ", ".join(result.conflicts)
+        if pretend:
+            raise Failure(f"the update would conflict in {conflicted}; nothing was written", 1)
         raise Failure(f"conflicts in {conflicted}; resolve the markers, then commit", 1)
+    if result.applied and output_format == "text" and not result.up_to_date:
+        click.echo("Review the changes (git diff), then commit them.")
 
 
 @cli.command()
@@ -147,11 +220,13 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
     "--policy",
     "policy_file",
     type=click.Path(path_type=Path),
-    help="A policy TOML file (defaults: checks/policy.toml).",
+    help="A policy TOML file; its settings override the toolkit's built-in policy.",
 )
 @click.option(
     "--vuln-db",
     type=click.Path(path_type=Path),
+    envvar=VULN_DB_VARIABLE,
+    show_envvar=True,
     help="Audit offline against this directory of OSV records.",
 )
 @click.option(
@@ -167,7 +242,11 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
 )
 @click.option("--no-cache", is_flag=True, help="Run every check; ignore cached results.")
 @click.option(
-    "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Checks run at once."
+    "--jobs",
+    type=click.IntRange(1, 32),
+    default=lambda: min(32, available_cpus()),
+    show_default=f"the number of CPUs available, {min(32, available_cpus())} here",
+    help="Checks run at once.",
 )
 @click.option(
     "--only",
@@ -175,7 +254,9 @@ def update(path: Path, check: bool, pretend: bool, trust: bool, output_format: s
     metavar="CHECK",
     help="Run only this check (repeatable); the verdict covers only those.",
 )
-def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_dir: Path | None,
+@click.pass_context
+def certify(ctx: click.Context, path: Path, formats: tuple[str, ...], output: Path | None,
+            report_dir: Path | None,
             dist_dir: Path | None, policy_file: Path | None, vuln_db: Path | None,
             allow_incomplete_audit: bool, require_isolation: str | None, no_cache: bool,
             jobs: int, only: tuple[str, ...]) -> None:  # fmt: skip
@@ -187,6 +268,10 @@ def certify(path: Path, formats: tuple[str, ...], output: Path | None, report_di
     from ..certify.runner import certify as run_certification
     from ..certify.writers import REPORT_STEM, WRITERS
 
+    from_environment = ctx.get_parameter_source("vuln_db") is ParameterSource.ENVIRONMENT
+    if vuln_db is not None and from_environment and not vuln_db.is_dir():
+        raise ToolkitError(f"{VULN_DB_VARIABLE}={vuln_db} (the default of --vuln-db): "
+                           "no such directory")  # fmt: skip
     chosen = list(dict.fromkeys(formats or ("text",)))
     if output is not None and len(chosen) != 1:
         raise click.UsageError("--output takes exactly one --format; use --report-dir for several")
@@ -271,6 +356,19 @@ def _terminal_text(report: Any, progress: LiveProgress | None) -> str:
     buffer = io.StringIO()
     TextWriter().write(report, buffer, compact=compact)
     return buffer.getvalue()
+
+
+def _self_command() -> str:
+    """How to run this toolkit again: ``aitbc-plugin`` when that name on PATH is this
+    installation, else the path of this installation's script (as after a plain
+    ``.venv/bin/aitbc-plugin new``), else this Python with ``-m``."""
+    script = Path(sys.executable).with_name("aitbc-plugin")
+    found = shutil.which("aitbc-plugin")
+    if script.is_file():
+        if found is not None and Path(found).samefile(script):
+            return "aitbc-plugin"
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m aitbc.plugin_toolkit"
 
 
 def _display_path(path: Path) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,19 +185,36 @@ def _render_cookiecutter(
     }
     output = staging / "out"
     try:
-        cookiecutter(
-            str(template),
-            no_input=not request.interactive,
-            extra_context=extra,
-            output_dir=str(output),
-            accept_hooks=request.trust,
-        )
+        with _cookiecutter_log_silenced():
+            cookiecutter(
+                str(template),
+                no_input=not request.interactive,
+                extra_context=extra,
+                output_dir=str(output),
+                accept_hooks=request.trust,
+            )
     except CookiecutterException as exc:
         raise ToolkitError(f"template {template}: {_one_line(exc)}") from None
     made = [p for p in output.iterdir()] if output.is_dir() else []
     if len(made) != 1 or not made[0].is_dir():
         raise ToolkitError(f"template {template} did not produce exactly one project directory")
     return made[0]
+
+
+@contextlib.contextmanager
+def _cookiecutter_log_silenced() -> Iterator[None]:
+    """Cookiecutter logs a failed hook with its traceback (logging's last-resort handler
+    prints it); the exception it raises after is what we report, as one line."""
+    log = logging.getLogger("cookiecutter")
+    quiet = logging.NullHandler()
+    propagate = log.propagate
+    log.addHandler(quiet)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(quiet)
+        log.propagate = propagate
 
 
 def _one_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ old and new template renders, so conflicts are listed instead of silently left.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ def update_project(path: Path, *, pretend: bool = False, trust: bool = False) ->
             "(git init && git add -A && git commit)"
         )
     dirty = dirty_files(project.path)
-    if dirty:
+    if dirty and not pretend:  # --pretend writes nothing, so it may look at a dirty tree
         raise ToolkitError(
             f"{project.path} has uncommitted changes ({', '.join(dirty[:5])}"
             f"{', ...' if len(dirty) > 5 else ''}); commit or stash them first"
@@ -153,6 +154,8 @@ def update_project(path: Path, *, pretend: bool = False, trust: bool = False) ->
         scratch = Path(scratch_dir)
         work = scratch / "work"
         git(scratch, "clone", "--quiet", "--no-hardlinks", str(project.path), str(work))
+        if dirty:
+            _take_working_tree(project.path, work)
         _point_answers_at(work, project.source, commit=True)
         _copier_update(work, trust)
         _point_answers_at(work, project.recorded_source, commit=False)
@@ -162,6 +165,23 @@ def update_project(path: Path, *, pretend: bool = False, trust: bool = False) ->
         if not pretend:
             _apply(project.path, work, changes)
     return UpdateResult(project.path, project.version, latest, changes, applied=not pretend)
+
+
+def _take_working_tree(project: Path, work: Path) -> None:
+    """The clone gets the working tree's files, uncommitted edits and deletions too, so
+    ``--pretend`` on a dirty tree classifies what the author has, not the last commit."""
+    listed = git(project, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    for name in filter(None, listed.split("\0")):
+        source, target = project / name, work / name
+        if source.is_file() or source.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            shutil.copy2(source, target, follow_symlinks=False)
+        elif not source.exists():
+            target.unlink(missing_ok=True)
+    git(work, "add", "--all")
+    git(work, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", "working tree",
+        env=FALLBACK_IDENTITY)  # fmt: skip
 
 
 def _point_answers_at(project: Path, source: str, *, commit: bool) -> None:

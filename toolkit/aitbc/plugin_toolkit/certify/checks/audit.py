@@ -45,7 +45,7 @@ from aitbc.plugins.process import Completed
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..base import CheckContext, CheckError, result, timed
+from ..base import VULN_DB_VARIABLE, CheckContext, CheckError, result, timed
 from ..causes import brief
 from ..model import CheckResult, CheckStatus, Finding, Severity
 from ..osv import OsvIndex, OsvServer, load_index
@@ -63,6 +63,7 @@ from ._closure import Dependencies, resolve_dependencies
 from ._ranges import admitted
 
 ONLINE = "PyPI (online)"
+_NO_ONLINE_DATA = "PyPI's online vulnerability service had no answer for it (no OSV records given)"
 
 _UNREACHABLE = re.compile(
     r"requests\.exceptions\.(ConnectionError|ConnectTimeout|ReadTimeout|Timeout|SSLError)"
@@ -319,7 +320,10 @@ class AuditCheck:
             if entry is None:
                 audited.unaudited[name] = "pip-audit did not report on it"
             elif "skip_reason" in entry:
-                audited.unaudited[name] = str(entry["skip_reason"])
+                # pip-audit's "Dependency not found on PyPI" names the wrong thing: the
+                # package is there, the vulnerability data is what is missing.
+                audited.unaudited[name] = (_NO_ONLINE_DATA if service == ONLINE
+                                           else str(entry["skip_reason"]))  # fmt: skip
             elif problems:
                 audited.unaudited[name] = "unreadable advisory record(s): " + "; ".join(problems)
             for vuln in (entry or {}).get("vulns", []):
@@ -462,10 +466,7 @@ class AuditCheck:
         if len(set(unaudited.values())) == 1:
             summary += f": {next(iter(unaudited.values()))}"
         if details["service"] == ONLINE:
-            summary += (
-                "; the package index serves no vulnerability data for them: "
-                "audit offline with --vuln-db DIR"
-            )
+            summary += f"; audit offline with --vuln-db DIR or {VULN_DB_VARIABLE}=DIR"
         if allowed:
             summary += "; allowed by --allow-incomplete-audit / policy"
         return result(self.id, findings, duration, summary,
