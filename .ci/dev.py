@@ -115,7 +115,10 @@ def demo() -> int:
 def test(args: list[str]) -> int:
     ensure_bubblewrap()
     ensure_env("-e", f"{REPO}[toolkit,test,monitoring]")
-    workers = os.environ.get("AITBC_TEST_WORKERS", "auto")
+    # Twice the CPUs: most of a test's time is spent waiting on the processes it starts
+    # (jails, builds, tool runs); README, "Two commands", has the figures.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = os.environ.get("AITBC_TEST_WORKERS") or str(min(8, 2 * (cpus or 1)))
     code = run(PYTHON, "-m", "pytest", "-n", workers, *args, cwd=REPO)
     if code == 5:  # pytest's "no tests collected" must never read as a pass
         print("no tests were collected", file=sys.stderr)

@@ -30,7 +30,7 @@ from .checks.interface import warm_mypy_cache
 from .distributions import BuildOutcome, build_distributions, plugin_info
 from .environment import environment_for, prepare_base, site_packages_of
 from .model import Artifact, CertificationReport, CheckResult, CheckStatus, Finding, Severity
-from .osv import load_index
+from .osv import preload_index
 from .policy import Policy, load_policy
 from .probes import run_metadata_probe
 from .registry_entry import registry_entry
@@ -123,7 +123,7 @@ def certify(
         if options.use_cache:
             early.submit(_prepare, workdir, options.project.resolve(), run_dir / "warm", policy)
         if options.vuln_db is not None:
-            early.submit(load_index, options.vuln_db)
+            early.submit(preload_index, options.vuln_db)
         outcome = _build(workdir, run_dir / "build", policy.tool_timeout_s, builds, root)
         plugin, plugin_problem = plugin_info(outcome.wheel) if outcome.wheel else (None, None)
         base = CheckContext(
