@@ -352,3 +352,26 @@ def test_other_requirements_get_another_base(cached: Cached, tmp_path: Path) -> 
     new = environment_for(other, cached.cache)
     assert len(_bases(cached.cache)) == len(before) + 1
     assert (new.site_packages / "iniconfig").is_dir()
+
+
+def test_a_wheel_overwriting_a_dependency_changes_no_other_environment(
+    cached: Cached, tmp_path: Path
+) -> None:
+    """Hostile: the plugin ships a file where the base holds a dependency's module.  The
+    environment's files are links to the base's, but what the install writes is the
+    environment's own copy first: the base and every other environment keep theirs."""
+    old = environment_for(cached.wheel, cached.cache)
+    (base,) = _bases(cached.cache)
+    target = site_packages_of(base) / "iniconfig" / "__init__.py"
+    before = target.read_bytes()
+    hostile = make_wheel(tmp_path / "dist", "integrity-probe", {
+        "integrity_probe/__init__.py": b"X = 5\n",
+        "iniconfig/__init__.py": b"raise SystemExit('replaced')\n",
+    })  # fmt: skip
+    new = environment_for(hostile, cached.cache)
+    assert (new.site_packages / "iniconfig" / "__init__.py").read_bytes().startswith(b"raise")
+    assert target.read_bytes() == before and integrity.verify(base) is None
+    assert (old.site_packages / "iniconfig" / "__init__.py").read_bytes() == before
+    assert integrity.verify(old.root) is None
+    shared = (new.site_packages / "aitbc" / "plugins" / "__init__.py").stat()
+    assert shared.st_nlink > 1  # the rest is shared: linked, not copied

@@ -93,3 +93,28 @@ def modules_of(wheel: Path) -> list[str] | None:
         if parts[-1].endswith(".py") and ".." not in parts:
             found.append("/".join(parts))
     return found
+
+
+def installed_paths(wheel: Path, site_packages: str) -> list[str] | None:
+    """Where installing the wheel writes, relative to the environment's root
+    (``site_packages`` is that folder's place in it): its packages and .dist-info there,
+    its ``.data`` where each kind goes; None when it cannot be read."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    found = []
+    for name in names:
+        parts = name.split("/")
+        if ".." in parts or not parts[-1]:
+            continue
+        if len(parts) > 2 and parts[0].endswith(".data"):
+            kind, rest = parts[1], parts[2:]
+            where = {"purelib": [site_packages], "platlib": [site_packages], "scripts": ["bin"],
+                     "data": []}.get(kind)  # fmt: skip
+            if where is not None:
+                found.append("/".join([*where, *rest]))
+            continue
+        found.append("/".join([site_packages, *parts]))
+    return found

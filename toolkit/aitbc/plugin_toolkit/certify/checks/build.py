@@ -14,7 +14,7 @@ from ...errors import ToolkitError
 from ..base import CheckContext, CheckError, result, timed
 from ..behaviour import declared_permissions, judge
 from ..cache import cache_root
-from ..distributions import jailed_build
+from ..distributions import jailed_build, merged_behaviour
 from ..model import CheckResult, Finding, Severity
 from ._archive import SizeLimits
 from ._sdist_contents import inspect_sdist, unpack
@@ -106,7 +106,7 @@ class BuildCheck:
                     )
             else:
                 details["rebuilt"] = "no: the sdist is not safe to unpack and build"
-            behaviour = _merged(context.build_behaviour, watched)
+            behaviour = merged_behaviour(context.build_behaviour, watched)
             seen, record = judge(self.id, "build", behaviour, declared_permissions(context))
             findings += seen
         summary = (
@@ -155,12 +155,3 @@ def _project_files(project: Path) -> list[Path]:
         dirs.sort()
         found += [Path(folder, name) for name in sorted(files)]
     return [path for path in found if path.is_file() and not path.is_symlink()]
-
-
-def _merged(*records: Behaviour | None) -> Behaviour | None:
-    """The build from the tree and the rebuild from the sdist, as one phase."""
-    watched = [r for r in records if r is not None]
-    if not watched:
-        return None
-    actions = tuple(dict.fromkeys(a for r in watched for a in r.actions))
-    return Behaviour(actions, complete=all(r.complete for r in watched))
