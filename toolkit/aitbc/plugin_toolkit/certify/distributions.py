@@ -85,9 +85,14 @@ def build_distributions(
     behaviour = merged_behaviour(wheel.behaviour, sdist.behaviour)
     log = wheel.log + sdist.log
     problem = wheel.error or sdist.error
-    if problem is not None:
-        return BuildOutcome(None, None, problem, log, behaviour)
-    return BuildOutcome(wheel.wheel, sdist.sdist, None, log, behaviour)
+    if problem is not None or wheel.wheel is None or sdist.sdist is None:
+        return BuildOutcome(None, None, problem or "the project does not build", log, behaviour)
+    # Both in one folder, as one build (and a reused build) leaves them: the result cache
+    # names the wheel by its place in the run.
+    out_dir = build_dir / "dist"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = [path.rename(out_dir / path.name) for path in (wheel.wheel, sdist.sdist)]
+    return BuildOutcome(artifacts[0], artifacts[1], None, log, behaviour)
 
 
 def _build_one(source: Path, folder: Path, target: str, timeout: float,
