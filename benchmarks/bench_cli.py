@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import _proc
+from aitbc.plugin_toolkit.ci.release import workflow_release
 from aitbc.plugin_toolkit.scaffold.sources import builtin_bundle
 
 BIN = Path(sys.executable).parent
@@ -29,7 +30,9 @@ def new_command(target: Path, *, git: bool) -> list[str | Path]:
 def copier_command(target: Path) -> list[str | Path]:
     """What `new` does, by hand: the same template source (the built-in template's git
     bundle, whose newest tag copier picks, as `new` lets it) and the same answers."""
-    answers = [f"plugin_name={NAME}", f"module_name={MODULE}", f"kind={KIND}"]
+    release = workflow_release()  # what `new` passes for the workflow's pin
+    answers = [f"plugin_name={NAME}", f"module_name={MODULE}", f"kind={KIND}",
+               f"toolkit_ref={release.tag}", f"toolkit_commit={release.commit}"]  # fmt: skip
     data = [part for answer in answers for part in ("-d", answer)]
     return [BIN / "copier", "copy", "--defaults", *data, builtin_bundle(), target]
 

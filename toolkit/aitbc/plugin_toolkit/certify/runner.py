@@ -117,14 +117,17 @@ def certify(
         workdir = run_dir / "project"
         shutil.copytree(options.project, workdir, ignore=_IGNORED, symlinks=True)
         builds = BuildCache(root if options.use_cache else None, f"{cache.salt}|{sys.version}")
+        key = builds.key(workdir)
+        reused = builds.get(key, run_dir / "build" / "dist")
         # While the plugin builds: the base of its environment (its dependencies) is
-        # made, and the advisories read, for the checks that will wait for them.
+        # made, and the advisories read, for the checks that will wait for them.  A tree
+        # built before (an unchanged plugin) needs neither.
         early = ThreadPoolExecutor(2)
-        if options.use_cache:
+        if options.use_cache and reused is None:
             early.submit(_prepare, workdir, options.project.resolve(), run_dir / "warm", policy)
-        if options.vuln_db is not None:
+        if options.vuln_db is not None and reused is None:
             early.submit(preload_index, options.vuln_db)
-        outcome = _build(workdir, run_dir / "build", policy.tool_timeout_s, builds, root)
+        outcome = _build(workdir, run_dir / "build", policy.tool_timeout_s, builds, key, reused)
         plugin, plugin_problem = plugin_info(outcome.wheel) if outcome.wheel else (None, None)
         base = CheckContext(
             project=options.project.resolve(),
@@ -180,13 +183,12 @@ def _prepare(workdir: Path, project: Path, scratch: Path, policy: Policy) -> Non
 
 
 def _build(
-    source: Path, build_dir: Path, timeout: float, builds: BuildCache, cache_dir: Path
-) -> BuildOutcome:
-    key = builds.key(source)
-    reused = builds.get(key, build_dir / "dist")
+    source: Path, build_dir: Path, timeout: float, builds: BuildCache, key: str,
+    reused: tuple[Path, Path] | None,
+) -> BuildOutcome:  # fmt: skip
     if reused is not None:
         return BuildOutcome(*reused, error=None, log="reused the build of an identical tree")
-    outcome = build_distributions(source, build_dir, timeout, cache_dir)
+    outcome = build_distributions(source, build_dir, timeout, cache_root())
     # A build that did anything of note is never reused: it is watched again next time.
     quiet = outcome.behaviour is None or not outcome.behaviour.actions
     if outcome.wheel is not None and outcome.sdist is not None and quiet:
