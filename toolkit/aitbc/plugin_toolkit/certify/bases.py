@@ -77,22 +77,13 @@ def project_requirements(project: Path) -> list[str] | None:
 
 def modules_of(wheel: Path) -> list[str] | None:
     """The Python modules the wheel installs into site-packages (from its purelib or
-    platlib data too); None when it cannot be read."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            names = archive.namelist()
-    except (OSError, zipfile.BadZipFile):
+    platlib data too), relative to it; None when it cannot be read."""
+    paths = installed_paths(wheel, "site-packages")
+    if paths is None:
         return None
-    found = []
-    for name in names:
-        parts = name.split("/")
-        if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
-            parts = parts[2:]
-        elif parts[0].endswith((".data", ".dist-info")):
-            continue
-        if parts[-1].endswith(".py") and ".." not in parts:
-            found.append("/".join(parts))
-    return found
+    return [path.removeprefix("site-packages/") for path in paths
+            if path.startswith("site-packages/") and path.endswith(".py")
+            and ".dist-info/" not in path]  # fmt: skip
 
 
 def installed_paths(wheel: Path, site_packages: str) -> list[str] | None:
