@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aitbc.plugin_toolkit.certify import environment, integrity
+from aitbc.plugin_toolkit.certify import bases, environment, integrity
 from aitbc.plugin_toolkit.certify.build_env import build_environment_for
 from aitbc.plugin_toolkit.certify.environment import (
     environment_for,
@@ -307,6 +307,17 @@ def _bases(cache: Path) -> list[Path]:
     return sorted(p for p in (cache / "bases").iterdir() if integrity.is_marked(p))
 
 
+def _base_of(wheel: Path, cache: Path) -> Path:
+    """The base made for ``wheel``'s requirements (other tests of this module, in any
+    order, may have made others in the same cache)."""
+    requirements = bases.wheel_requirements(wheel)
+    assert requirements is not None
+    key = environment._key(sdk_wheel_bytes()[1], "\n".join(requirements).encode())
+    base = cache / "bases" / key[:24]
+    assert integrity.is_marked(base), f"no base for {wheel.name} in {_bases(cache)}"
+    return base
+
+
 def test_an_edited_plugin_gets_a_copy_of_its_base_with_only_itself_installed(
     cached: Cached, tmp_path: Path
 ) -> None:
@@ -332,7 +343,7 @@ def test_a_tampered_base_is_rebuilt_before_it_is_copied(cached: Cached, tmp_path
     """A hostile write into the base (an older unjailed run) never reaches the next
     environment made from it."""
     environment_for(cached.wheel, cached.cache)
-    (base,) = _bases(cached.cache)
+    base = _base_of(cached.wheel, cached.cache)
     ran = tmp_path / "ran"
     _add_pth(site_packages_of(base), ran)
     edited = make_wheel(
@@ -361,7 +372,7 @@ def test_a_wheel_overwriting_a_dependency_changes_no_other_environment(
     environment's files are links to the base's, but what the install writes is the
     environment's own copy first: the base and every other environment keep theirs."""
     old = environment_for(cached.wheel, cached.cache)
-    (base,) = _bases(cached.cache)
+    base = _base_of(cached.wheel, cached.cache)
     target = site_packages_of(base) / "iniconfig" / "__init__.py"
     before = target.read_bytes()
     hostile = make_wheel(tmp_path / "dist", "integrity-probe", {
