@@ -222,6 +222,30 @@ def test_merge_refreshes_certified_releases_and_removes_failed_ones(tmp_path: Pa
     assert [e["name"] for e in kept.registry["plugins"]] == ["bad", "good", "other"]
 
 
+def test_the_merged_summary_fits_a_job_summary_failures_first(tmp_path: Path) -> None:
+    """A registry of thousands of releases with long reasons: the summary stays within
+    GitHub's 1 MiB, the releases not certified come first, and the last line counts the
+    rest and says where they all are."""
+    why = "security failed: " + "a long reason, " * 70
+    for i in range(3000):
+        certified = i % 3 == 0
+        data = {**report(certified, entry=entry(f"p{i}", "1.0.0") if certified else None),
+                "plugin": {"name": f"p{i}", "version": "1.0.0"},
+                "reasons": [] if certified else [why]}  # fmt: skip
+        write_result(tmp_path / "r" / f"p{i}", data)
+    merged = ci_matrix.merge([tmp_path / "r"])
+    summary = merged.markdown
+    assert len(summary.encode()) <= 1024 * 1024 < len(why) * 2000
+    rows = [line for line in summary.splitlines() if line.startswith("| p")]
+    assert rows and all("**not certified**" in row for row in rows)  # failures first
+    hidden = 3000 - len(rows)
+    assert (
+        f"{hidden:,} more plugin releases not shown here (GitHub's limit); report.json "
+        "in the merged artifact (aitbc-recertify-merged) has them all."
+    ) in summary
+    assert summary.rstrip().splitlines()[-1].startswith("Registry: 1000 entries")
+
+
 def test_a_release_failing_on_one_python_is_not_certified(tmp_path: Path) -> None:
     ok = report(True, entry=entry("demo", "1.0.0"))
     write_result(tmp_path / "py3.10", ok)

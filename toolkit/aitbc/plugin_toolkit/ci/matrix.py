@@ -24,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 from ..errors import ToolkitError
 from ..files import write_atomic
 from .github import certifies, compact_json, load_report
+from .limits import STEP_SUMMARY_MAX_BYTES, more_text
 
 MATRIX_LIMIT = 256  # GitHub's limit on the jobs one matrix generates
 REPORT_FORMATS = ("json", "sarif", "junit", "markdown")
@@ -355,20 +356,39 @@ def _cell(text: str) -> str:
 
 
 def _markdown(report: dict[str, Any]) -> str:
+    """The summary table, within GitHub's size for a job summary: the releases not
+    certified first, and a last line counting those that did not fit."""
     title = f"## Certified {report['certified_count']} of {report['total']} plugin release(s)"
-    lines = [title, "", "| Plugin | Version | Verdict | Why not |", "| --- | --- | --- | --- |"]
-    for plugin in report["plugins"]:
-        why = "; ".join(
-            r["error"] or "; ".join(r["reasons"]) for r in plugin["results"] if not r["certified"]
-        )
-        verdict = "certified" if plugin["certified"] else "**not certified**"
-        lines.append(f"| {_cell(plugin['name'])} | {_cell(plugin['version'])} | {verdict} | "
-                     f"{_cell(why)} |")  # fmt: skip
+    head = [title, "", "| Plugin | Version | Verdict | Why not |", "| --- | --- | --- | --- |"]
     registry = report["registry"]
-    lines += ["", f"Registry: {registry['entries']} entries; {len(registry['refreshed'])} "
-              f"refreshed, {len(registry['removed'])} removed, "
-              f"{len(registry['not_recertified'])} not recertified."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    tail = ["", f"Registry: {registry['entries']} entries; {len(registry['refreshed'])} "
+            f"refreshed, {len(registry['removed'])} removed, "
+            f"{len(registry['not_recertified'])} not recertified."]  # fmt: skip
+    rows = [_row(p) for p in sorted(report["plugins"], key=lambda p: bool(p["certified"]))]
+    room = STEP_SUMMARY_MAX_BYTES - _size(head) - _size(tail) - 1024  # the "more" line
+    shown = []
+    for row in rows:
+        room -= _size([row])
+        if room < 0:
+            break
+        shown.append(row)
+    hidden = len(rows) - len(shown)
+    if hidden:
+        where = "report.json in the merged artifact (aitbc-recertify-merged)"
+        shown += ["", more_text(hidden, "plugin release", where)]
+    return "\n".join([*head, *shown, *tail]) + "\n"
+
+
+def _row(plugin: dict[str, Any]) -> str:
+    why = "; ".join(
+        r["error"] or "; ".join(r["reasons"]) for r in plugin["results"] if not r["certified"]
+    )
+    verdict = "certified" if plugin["certified"] else "**not certified**"
+    return f"| {_cell(plugin['name'])} | {_cell(plugin['version'])} | {verdict} | {_cell(why)} |"
+
+
+def _size(lines: list[str]) -> int:
+    return sum(len(line.encode("utf-8")) + 1 for line in lines)
 
 
 def merge_outputs(merged: Merged) -> dict[str, str]:
