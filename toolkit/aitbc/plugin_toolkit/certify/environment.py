@@ -38,6 +38,9 @@ from ..errors import ToolkitError
 from ..files import write_atomic
 from . import bases, integrity
 
+# sysconfig's first call is not thread-safe (two threads at once, as the sdist's and the
+# wheel's builds are, can read None for a variable): it is made here, on import, once.
+sysconfig.get_config_vars()
 KEEP_ENVIRONMENTS = 8  # older ones are pruned
 KEEP_BASES = 4  # the dependencies of the plugins certified most recently
 # Tools the environment needs beside the plugin: the tests check runs pytest in it.
