@@ -204,13 +204,18 @@ def test_only_the_sarif_upload_takes_the_callers_grant_and_it_runs_no_code() -> 
         assert "env" not in found and "${{" not in found.get("run", "")
 
 
+def _the_one_line_of(name: str, tmp_path: Path) -> str:
+    """What the code-scanning job's step ``name`` prints: one line, exit 0."""
+    result, _, _ = run_step("certify.yml", "code-scanning", name, {}, tmp_path, tmp_path / "step")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    return line
+
+
 def test_a_refused_upload_says_why(tmp_path: Path) -> None:
     found = step("certify.yml", "code-scanning", "Say why nothing was uploaded")
     assert found["if"] == "steps.upload.outcome == 'failure'"
-    result, _, _ = run_step("certify.yml", "code-scanning", "Say why nothing was uploaded", {},
-                            tmp_path, tmp_path / "step")  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
+    line = _the_one_line_of("Say why nothing was uploaded", tmp_path)
     assert line.startswith("::warning title=SARIF not uploaded::")
     assert "security-events: write" in line and "upload-sarif: false" in line
     assert "within its size limits" in line  # a SARIF over them never reaches the upload
@@ -226,10 +231,7 @@ def test_a_sarif_over_the_limits_is_not_sent_and_says_so_not_blaming_permissions
     assert f"hashFiles('sarif/**/{marker}') == ''" in upload["if"]
     found = step("certify.yml", "code-scanning", "Say why the SARIF was not sent")
     assert found["if"] == f"hashFiles('sarif/**/{marker}') != ''"
-    result, _, _ = run_step("certify.yml", "code-scanning", "Say why the SARIF was not sent", {},
-                            tmp_path, tmp_path / "step")  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
+    line = _the_one_line_of("Say why the SARIF was not sent", tmp_path)
     assert line.startswith("::warning title=SARIF not uploaded::the SARIF report is over")
     assert "size limits" in line and "permissions are not the cause" in line
 

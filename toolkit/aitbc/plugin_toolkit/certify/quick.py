@@ -34,8 +34,9 @@ from .base import CheckContext, CheckError, result
 from .checks import _shipped, scanned
 from .checks.interface import InterfaceCheck, split_entry_point
 from .checks.security import SecurityCheck
-from .model import CertificationReport, CheckResult, CheckStatus, Finding, Severity
+from .model import CertificationReport, CheckResult
 from .policy import load_policy
+from .runner import error_result
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -154,9 +155,7 @@ def _timed(check_id: str, work: Any, *args: Any) -> CheckResult:
         return done
     except (CheckError, ToolkitError) as exc:
         reason = getattr(exc, "reason", None) or str(exc)
-        finding = Finding(f"{check_id}.error", Severity.HIGH, reason)
-        return CheckResult(check_id, CheckStatus.ERROR, time.perf_counter() - began,
-                           (finding,), reason)  # fmt: skip
+        return error_result(check_id, time.perf_counter() - began, reason)
 
 
 def _interface(context: CheckContext, layout: Layout) -> CheckResult:

@@ -227,7 +227,7 @@ def _run_one(
     return outcome
 
 
-def _error_result(check_id: str, duration: float, reason: str, **details: Any) -> CheckResult:
+def error_result(check_id: str, duration: float, reason: str, **details: Any) -> CheckResult:
     """The check could not decide.  Fail closed: ERROR is never certified."""
     finding = Finding(f"{check_id}.error", Severity.HIGH, reason)
     return CheckResult(check_id, CheckStatus.ERROR, duration, (finding,), reason, details=details)
@@ -249,11 +249,11 @@ def _attempt(check: Check, context: CheckContext) -> Attempt:
             raise CheckError(f"cannot run without a plugin wheel: {why}")
         return check.run(context), None
     except CheckError as exc:
-        return _error_result(check.id, time.perf_counter() - began, exc.reason, **exc.details), exc
+        return error_result(check.id, time.perf_counter() - began, exc.reason, **exc.details), exc
     except ToolkitError as exc:
-        return _error_result(check.id, time.perf_counter() - began, str(exc)), exc
+        return error_result(check.id, time.perf_counter() - began, str(exc)), exc
     except Exception as exc:  # fail closed: a crashing check never reads as a pass
-        return _error_result(
+        return error_result(
             check.id,
             time.perf_counter() - began,
             f"the {check.id} check crashed: {type(exc).__name__}: {exc}",

@@ -48,6 +48,11 @@ FULL_REPORT_NAME = REPORT_STEM + JsonWriter.suffix
 T = TypeVar("T")
 
 
+def summary_bytes(lines: Sequence[str]) -> int:
+    """Bytes these lines take in a job summary (each ends with a newline)."""
+    return sum(len(line.encode("utf-8")) + 1 for line in lines)
+
+
 def capped(items: Sequence[T], limit: int) -> tuple[Sequence[T], int]:
     """The head of ``items`` that fits ``limit`` entries and how many gave way; when any
     did, one slot is left for the entry that says so."""

@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 from ..errors import ToolkitError
 from ..files import write_atomic
 from .github import certifies, compact_json, load_report
-from .limits import STEP_SUMMARY_MAX_BYTES, more_text
+from .limits import STEP_SUMMARY_MAX_BYTES, more_text, summary_bytes
 
 MATRIX_LIMIT = 256  # GitHub's limit on the jobs one matrix generates
 REPORT_FORMATS = ("json", "sarif", "junit", "markdown")
@@ -365,10 +365,11 @@ def _markdown(report: dict[str, Any]) -> str:
             f"refreshed, {len(registry['removed'])} removed, "
             f"{len(registry['not_recertified'])} not recertified."]  # fmt: skip
     rows = [_row(p) for p in sorted(report["plugins"], key=lambda p: bool(p["certified"]))]
-    room = STEP_SUMMARY_MAX_BYTES - _size(head) - _size(tail) - 1024  # the "more" line
+    reserve = 1024  # the "more" line
+    room = STEP_SUMMARY_MAX_BYTES - summary_bytes(head) - summary_bytes(tail) - reserve
     shown = []
     for row in rows:
-        room -= _size([row])
+        room -= summary_bytes([row])
         if room < 0:
             break
         shown.append(row)
@@ -385,10 +386,6 @@ def _row(plugin: dict[str, Any]) -> str:
     )
     verdict = "certified" if plugin["certified"] else "**not certified**"
     return f"| {_cell(plugin['name'])} | {_cell(plugin['version'])} | {verdict} | {_cell(why)} |"
-
-
-def _size(lines: list[str]) -> int:
-    return sum(len(line.encode("utf-8")) + 1 for line in lines)
 
 
 def merge_outputs(merged: Merged) -> dict[str, str]:

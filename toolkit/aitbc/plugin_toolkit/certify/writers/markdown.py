@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import IO
 
-from ...ci.limits import STEP_SUMMARY_MAX_BYTES, more_text
+from ...ci.limits import STEP_SUMMARY_MAX_BYTES, more_text, summary_bytes
 from ..model import CertificationReport, CheckResult, Finding
 from ._common import (
     PARTIAL,
@@ -58,7 +58,7 @@ def render(report: CertificationReport) -> list[str]:
     tail = _tail(report)
     # GitHub drops a summary over its limit whole: findings, most severe first, then
     # notes take what room the rest leaves, and what does not fit is counted instead.
-    room = STEP_SUMMARY_MAX_BYTES - _size(head) - _size(tail) - _RESERVE
+    room = STEP_SUMMARY_MAX_BYTES - summary_bytes(head) - summary_bytes(tail) - _RESERVE
     failing = [(c, f) for c in report.checks if shown_findings(c) for f in c.findings]
     ranked = by_severity(failing, lambda item: item[1].severity)
     findings, room = _fit([(c, _finding_item(f)) for c, f in ranked], room, _finding_group)
@@ -82,11 +82,6 @@ def _note_group(check: CheckResult) -> list[str]:
     return ["", f"#### {text(check.id)}", ""]
 
 
-def _size(lines: list[str]) -> int:
-    """Bytes these lines take in the document (each ends with a newline)."""
-    return sum(len(line.encode("utf-8")) + 1 for line in lines)
-
-
 def _fit(
     items: list[tuple[CheckResult, str]], room: int, group: Group
 ) -> tuple[list[tuple[CheckResult, str]], int]:
@@ -94,7 +89,7 @@ def _fit(
     when it is the check's first; and the room left."""
     kept, headed = [], set()
     for check, line in items:
-        cost = _size([line]) + (0 if id(check) in headed else _size(group(check)))
+        cost = summary_bytes([line]) + (0 if id(check) in headed else summary_bytes(group(check)))
         if cost <= room:
             kept.append((check, line))
             headed.add(id(check))
