@@ -43,6 +43,7 @@ class ThrowawayCheck:
     title = "No forbidden file"
     security = True
     needs_wheel = False
+    uses_environment = False
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -159,6 +159,9 @@ class Check(Protocol):
     security: bool
     #: It needs the built wheel: without one the runner reports an error, unrun.
     needs_wheel: bool
+    #: It runs in (or reads) the plugin environment: the checks that do not are started
+    #: first, while the environment is made.
+    uses_environment: bool
 
     def run(self, context: CheckContext) -> CheckResult: ...
 

@@ -4,13 +4,14 @@ toolkit and tool versions and the policy.  Lives in the user cache directory
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from importlib import metadata as importlib_metadata
@@ -201,3 +202,25 @@ class BuildCache:
             staging.rename(self.root / key)  # whole or not at all; a racing run won
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+class Durations:
+    """How long each check took the last time it ran (not from the cache), kept in the
+    user cache so that the runner starts the longest first: the slowest check is then
+    never the last to start.  Only a schedule: a damaged file reads as an empty one."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.path = root / "durations.json" if root else None
+        self.seconds: dict[str, float] = {}
+        if self.path is not None:
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                data = json.loads(self.path.read_bytes())
+                self.seconds = {str(k): float(v) for k, v in data.items()}
+
+    def update(self, results: Iterable[CheckResult]) -> None:
+        fresh = {r.id: r.duration_s for r in results if not r.cached}
+        if self.path is None or not fresh:
+            return
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, json.dumps({**self.seconds, **fresh}).encode())

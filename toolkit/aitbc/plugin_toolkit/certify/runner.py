@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from ..files import write_atomic
 from . import checks as registry
 from .base import Check, CheckContext, CheckError, Lazy, PluginEnvironment
 from .behaviour import PHASE_CHECKS
-from .cache import AnswerCache, BuildCache, ResultCache, cache_root
+from .cache import AnswerCache, BuildCache, Durations, ResultCache, cache_root
 from .causes import Causes, blocked_by, name_once
 from .checks.interface import warm_mypy_cache
 from .distributions import BuildOutcome, build_distributions, plugin_info
@@ -113,6 +114,8 @@ def certify(
         f"{__version__}|{sorted(tools.items())}|{policy.fingerprint()}",
     )
     with tempfile.TemporaryDirectory(prefix="aitbc-certify-") as run_dir_name:
+        early = ThreadPoolExecutor(3)
+        early.submit(isolation)  # the jail's probes, while the project is copied and keyed
         run_dir = Path(run_dir_name)
         workdir = run_dir / "project"
         shutil.copytree(options.project, workdir, ignore=_IGNORED, symlinks=True)
@@ -122,7 +125,6 @@ def certify(
         # While the plugin builds: the base of its environment (its dependencies) is
         # made, and the advisories read, for the checks that will wait for them.  A tree
         # built before (an unchanged plugin) needs neither.
-        early = ThreadPoolExecutor(2)
         if options.use_cache and reused is None:
             early.submit(_prepare, workdir, options.project.resolve(), run_dir / "warm", policy)
         if options.vuln_db is not None and reused is None:
@@ -148,7 +150,16 @@ def certify(
         answers = AnswerCache(root if options.use_cache else None, builds.salt)
         context = _with_shared_values(base, root, options.use_cache, causes, answers)
         every = registry.CHECKS
-        selected = [c for c in every if not options.only or c.id in options.only]
+        durations = Durations(root if options.use_cache else None)
+        # The checks that need no plugin environment first, the longest first: they run
+        # while the environment of a changed plugin is made, from here (an unchanged one
+        # has its environment already, or needs none: its checks come from the cache).
+        selected = sorted(
+            [c for c in every if not options.only or c.id in options.only],
+            key=lambda c: (c.uses_environment, -durations.seconds.get(c.id, 0.0)),
+        )
+        if reused is None and plugin is not None and any(c.uses_environment for c in selected):
+            early.submit(_made, context.plugin_environment)
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             ran = dict(
                 zip(
@@ -157,6 +168,7 @@ def certify(
                     strict=True,
                 )
             )
+        durations.update(result for result, _ in ran.values())
         skipped = "not selected (--only)"
         results = name_once([
             (ran[c.id][0], causes.of(c, context, ran[c.id][1])) if c.id in ran
@@ -180,6 +192,13 @@ def _prepare(workdir: Path, project: Path, scratch: Path, policy: Policy) -> Non
     if base is not None:
         site_packages = site_packages_of(base)
         warm_mypy_cache(project, site_packages, data_dir("checks"), scratch, timeout)
+
+
+def _made(lazy: Lazy[PluginEnvironment] | None) -> None:
+    """Make a lazy value now; its failure is kept, for the checks that ask, to name."""
+    if lazy is not None:
+        with contextlib.suppress(Exception):
+            lazy.get()
 
 
 def _build(

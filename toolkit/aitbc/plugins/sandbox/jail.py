@@ -33,6 +33,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +81,20 @@ def bubblewrap() -> str | None:
     return shutil.which("bwrap")
 
 
-@functools.cache
 def isolation() -> Isolation:
     """Whether a full jail can be made here: bubblewrap runs a process in every
-    namespace the jail uses, and strace can follow it (asked once per process)."""
+    namespace the jail uses, and strace can follow it.  Asked once per process: the
+    first thread to ask runs the probes (four processes, a fifth of a second) and the
+    others wait for its answer rather than run them again."""
+    with _ASKING:
+        return _probed()
+
+
+_ASKING = threading.Lock()
+
+
+@functools.cache
+def _probed() -> Isolation:
     found = bubblewrap()
     if found is None:
         return Isolation("partial", "none", ("bubblewrap (bwrap) is not installed",))

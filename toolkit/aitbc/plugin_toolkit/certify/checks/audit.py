@@ -135,6 +135,7 @@ class AuditCheck:
     title = "Dependencies are declared alike and have no known vulnerability (pip-audit)"
     security = True
     needs_wheel = True
+    uses_environment = True
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
         """The vuln db directory (the cache stats its files), what the verdict reads of

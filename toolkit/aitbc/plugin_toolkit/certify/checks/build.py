@@ -70,6 +70,7 @@ class BuildCheck:
     title = "Reproducible wheel and sdist with checksums"
     security = False
     needs_wheel = True
+    uses_environment = False
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -218,6 +218,7 @@ class InterfaceCheck:
     title = "The plugin implements its kind's interface (mypy against the SDK)"
     security = False
     needs_wheel = True
+    uses_environment = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -44,6 +44,7 @@ class LifecycleCheck:
     title = "Lifecycle, restart and clean-up in a separate, limited process"
     security = False
     needs_wheel = True
+    uses_environment = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -81,6 +81,7 @@ class MetadataCheck:
     title = "Plugin metadata is valid and agrees with the distribution"
     security = False
     needs_wheel = True
+    uses_environment = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

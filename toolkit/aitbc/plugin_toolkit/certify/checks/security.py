@@ -141,6 +141,7 @@ class SecurityCheck:
     )
     security = True
     needs_wheel = True
+    uses_environment = False
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -35,6 +35,7 @@ class StructureCheck:
     title = "The spec's files are present and the project builds"
     security = False
     needs_wheel = False
+    uses_environment = False
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -104,6 +104,7 @@ class TestsCheck:
     title = "The plugin's own tests pass against the built wheel"
     security = False
     needs_wheel = True
+    uses_environment = True
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
