@@ -40,9 +40,11 @@ safe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import py_compile
 import stat
 import sys
 import time
@@ -160,11 +162,14 @@ def compile_bytecode(site_packages: Path, timeout: float, only: list[Path] | Non
     environment's Python would write (the same cache tag and magic number).  On every
     core: pygments alone has hundreds of modules.  A module that does not compile gets
     no bytecode, here or later."""
-    targets = [str(site_packages)] if only is None else [str(p) for p in only if p.is_file()]
-    if not targets:
+    if only is not None:
+        # A plugin's few modules: compiled here, in a fraction of a new Python's start.
+        for path in only:
+            with contextlib.suppress(py_compile.PyCompileError, OSError):
+                py_compile.compile(str(path), doraise=True, optimize=0)
         return
-    workers = ["-j", "0"] if only is None else []  # a pool costs more than a few files
-    command = [sys.executable, "-I", "-S", "-m", "compileall", "-qq", *workers, *targets]
+    command = [sys.executable, "-I", "-S", "-m", "compileall", "-qq", "-j", "0",
+               str(site_packages)]  # fmt: skip
     if run(command, timeout=timeout).timed_out:
         raise ToolkitError(f"compiling the environment's modules took longer than {timeout:g}s")
 

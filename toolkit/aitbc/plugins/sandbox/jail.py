@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -102,21 +103,30 @@ def _probed() -> Isolation:
 
     # The running Python as the jailed program: it exists, whatever PATH holds.
     probe = [found, *_namespaces(), "--ro-bind", "/", "/", "--", sys.executable, "-S", "-c", ""]
-    try:
-        done = run(probe, timeout=_PROBE_TIMEOUT_S)
-        version = run([found, "--version"], timeout=_PROBE_TIMEOUT_S).stdout.strip()
-    except OSError as exc:
-        return Isolation("partial", "none", (f"bubblewrap could not run: {exc}",))
-    if done.returncode != 0:
-        why = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
-        # Ubuntu 24.04's AppArmor refuses unprivileged user namespaces to unconfined
-        # programs: "setting up uid map: Permission denied" and the like.
-        return Isolation("partial", "none", (f"bubblewrap cannot create namespaces: {why}",))
-    jail = version or "bubblewrap"
-    why_not = _tracer_problem(probe)
-    if why_not is not None:
-        return Isolation("partial", jail, (why_not,), jailed=True)
-    return Isolation("full", f"{jail} + {_strace_version()}", jailed=True, traced=True)
+    # The four probes at once, in the time of the slowest: what the tracer's two say
+    # counts only when bubblewrap's own probe passed.
+    with ThreadPoolExecutor(4) as pool:
+        jailed = pool.submit(run, probe, timeout=_PROBE_TIMEOUT_S)
+        named = pool.submit(run, [found, "--version"], timeout=_PROBE_TIMEOUT_S)
+        traced = pool.submit(_tracer_problem, probe)
+        tracer = pool.submit(_strace_version)
+        try:
+            done, version = jailed.result(), named.result().stdout.strip()
+        except OSError as exc:
+            return Isolation("partial", "none", (f"bubblewrap could not run: {exc}",))
+        if done.returncode != 0:
+            why = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+            # Ubuntu 24.04's AppArmor refuses unprivileged user namespaces to unconfined
+            # programs: "setting up uid map: Permission denied" and the like.
+            return Isolation("partial", "none", (f"bubblewrap cannot create namespaces: {why}",))
+        jail = version or "bubblewrap"
+        try:
+            why_not = traced.result()
+        except OSError as exc:
+            why_not = f"strace could not run: {exc}"
+        if why_not is not None:
+            return Isolation("partial", jail, (why_not,), jailed=True)
+        return Isolation("full", f"{jail} + {tracer.result()}", jailed=True, traced=True)
 
 
 def _tracer_problem(probe: list[str]) -> str | None:
@@ -141,7 +151,10 @@ def _strace_version() -> str:
     from ..process import run
 
     found = strace()
-    out = run([found or "strace", "-V"], timeout=_PROBE_TIMEOUT_S).stdout.splitlines()
+    try:
+        out = run([found or "strace", "-V"], timeout=_PROBE_TIMEOUT_S).stdout.splitlines()
+    except OSError:  # no strace: the tracer's probe says so
+        out = []
     words = out[0].split() if out else []
     return f"strace {words[-1]}" if words else "strace"
 
