@@ -272,7 +272,9 @@ def test_json_records_and_explicit_severity(
     assert "CVE-0000-1 (GHSA-xxxx); fixed in 3.8: idna is broken" in finding.message
 
 
-@pytest.mark.parametrize("files", [{}, {"README.md": "no records"}])
+@pytest.mark.parametrize(
+    "files", [{}, {"README.md": "no records"}, {"a.yaml": "id: X-1\n", "b.json": "[1]"}]
+)
 def test_database_without_records_is_an_error(
     files: dict[str, str], fixed: Built, tmp_path: Path, record_db: Callable[[dict[str, str]], Path]
 ) -> None:

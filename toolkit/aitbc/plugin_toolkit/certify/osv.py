@@ -7,288 +7,53 @@ reads ``{"vulns": [<OSV record>, ...]}`` back (``{}`` when there are none).  Thi
 answers exactly that from a directory of OSV records (``*.json``, ``*.yaml``, ``*.yml``,
 e.g. the PyPA advisory-database), read in place.  It also answers ``GET /v1/vulns/<id>``.
 
-Records are checked on load (:func:`parse_record`).  One that cannot be evaluated
-raises :class:`OsvRecordError` and is left out of the index but remembered in
-``OsvIndex.invalid`` under the packages it seems to name, so the audit can report those
-packages as not audited instead of silently "not vulnerable".
+The index reads every record file's text but parses (:mod:`.osv_records`) only the
+files a question can concern: for a package, those whose text, in canonical form, holds
+its name as a word, and every file holding a backslash (an escape can spell a name
+otherwise) or that is not UTF-8: a typical plugin's 17 packages parse 176 of the PyPA
+database's 2,661 files, and every query and id is answered as parsing every file would.
+A file that cannot be evaluated is left out but remembered, under the packages it seems
+to name (if it names none: under those its text names, or every package if it is not
+text or holds a backslash), so the audit can report those packages as not audited
+instead of silently "not vulnerable".
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import math
 import os
+import re
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
-from ..files import write_atomic
-from .cache import cache_root
-from .model import Severity
+from .osv_records import (
+    OsvRecord,
+    OsvRecordError,
+    is_affected,
+    load_record_file,
+    parse_record,
+)
+
+# what the audit and its tests use of the records, beside the index
+__all__ = [
+    "OsvIndex", "OsvRecord", "OsvRecordError", "OsvServer", "fingerprint", "is_affected",
+    "load_index", "load_record_file", "parse_record",
+]  # fmt: skip
 
 SUFFIXES = (".json", ".yaml", ".yml")
-_FORMAT = 1  # of the records kept in the user cache
-EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
-PIP_AUDIT_TIME = "%Y-%m-%dT%H:%M:%SZ"
-_ZERO = Version("0.dev0")  # introduced "0": before every release, sorted first
+# A canonical name is found by its text as a word (no letter or digit either side) when
+# it is only letters, digits and "-": its spelling in a record then differs by case and
+# separators alone (canonical form), or holds a backslash.  Other names: every file.
+_WORD = re.compile(r"[a-z0-9-]+")
+Unusable = tuple[Path, str, frozenset[str]]  # a record file, why, the packages it names
 
 
-class OsvRecordError(ValueError):
-    """A record (or record file) that is not a usable OSV record for PyPI."""
-
-
-# The base loader resolves no implicit types: every scalar is a string, so an unquoted
-# ``fixed: 3.10`` stays version 3.10 (not the float 3.1), timestamps stay RFC 3339 text
-# and the record is JSON-safe as read.  It is also the fastest loader.  Only YAML's
-# null spellings are turned back into None (a withdrawn: null is not a withdrawal).
-_Loader = yaml.CBaseLoader if hasattr(yaml, "CBaseLoader") else yaml.BaseLoader
-_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-
-
-def _nulls(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _nulls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nulls(v) for v in value]
-    return None if value in _NULLS else value
-
-
-@dataclass(frozen=True)
-class Affected:
-    package: str  # canonical PyPI name
-    ranges: tuple[tuple[tuple[str, Version | None], ...], ...]  # (kind, version); None = "0"
-    versions: tuple[str, ...]  # explicit affected releases, compared when queried
-
-
-@dataclass(frozen=True)
-class OsvRecord:
-    id: str
-    aliases: tuple[str, ...]
-    affected: tuple[Affected, ...]
-    severity: Severity | None
-    withdrawn: bool
-    served: dict[str, Any] = field(repr=False, compare=False)  # what the server sends
-    source: Path | None = None
-
-    @property
-    def packages(self) -> frozenset[str]:
-        return frozenset(a.package for a in self.affected)
-
-
-def _version(text: object, where: str) -> Version:
-    if not isinstance(text, str):
-        raise OsvRecordError(f"{where}: version {text!r} is not a string")
-    try:
-        return Version(text)
-    except InvalidVersion:
-        raise OsvRecordError(f"{where}: {text!r} is not a PEP 440 version") from None
-
-
-def _strings(value: object, where: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise OsvRecordError(f"{where} must be a list of strings")
-    return value
-
-
-def _parse_affected(entry: object, rid: str) -> Affected | None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("package"), dict):
-        raise OsvRecordError(f"{rid}: an affected entry has no package")
-    package = entry["package"]
-    name, ecosystem = package.get("name"), package.get("ecosystem")
-    if not isinstance(name, str) or not isinstance(ecosystem, str):
-        raise OsvRecordError(f"{rid}: affected package needs a name and an ecosystem")
-    if ecosystem != "PyPI":
-        return None
-    ranges = []
-    if not isinstance(entry.get("ranges") or [], list):
-        raise OsvRecordError(f"{rid}: ranges must be a list")
-    for item in entry.get("ranges") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            raise OsvRecordError(f"{rid}: a range has no type")
-        events = item.get("events")
-        if not isinstance(events, list) or not events:
-            raise OsvRecordError(f"{rid}: a range has no events")
-        if item["type"] == "GIT":  # commits: nothing to compare a release with
-            continue
-        parsed: list[tuple[str, Version | None]] = []
-        for event in events:
-            if not isinstance(event, dict) or len(event) != 1:
-                raise OsvRecordError(f"{rid}: an event must have exactly one key")
-            ((kind, value),) = event.items()
-            if kind not in EVENT_KINDS:
-                raise OsvRecordError(f"{rid}: unknown event {kind!r}")
-            zero = kind == "introduced" and value == "0"
-            parsed.append((kind, None if zero else _version(value, rid)))
-        ranges.append(tuple(parsed))
-    versions = _strings(entry.get("versions"), f"{rid}: versions")
-    return Affected(canonicalize_name(name), tuple(ranges), tuple(versions))
-
-
-def parse_record(data: object, source: Path | None = None) -> OsvRecord:
-    """Check one decoded OSV record; raises :class:`OsvRecordError`, nothing else."""
-    if not isinstance(data, dict):
-        raise OsvRecordError("an OSV record must be a mapping")
-    rid = data.get("id")
-    if not isinstance(rid, str) or not rid:
-        raise OsvRecordError("an OSV record needs an id")
-    schema = data.get("schema_version") or "1.0.0"
-    if _version(schema, f"{rid}: schema_version").major != 1:
-        raise OsvRecordError(f"{rid}: unsupported schema_version {schema}")
-    for key in ("summary", "details", "withdrawn", "published", "modified"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise OsvRecordError(f"{rid}: {key} must be a string")
-    aliases = _strings(data.get("aliases"), f"{rid}: aliases")
-    entries = data.get("affected")
-    if not isinstance(entries, list):
-        raise OsvRecordError(f"{rid}: no affected list")
-    affected = tuple(a for a in (_parse_affected(e, rid) for e in entries) if a is not None)
-    served = {**data, "affected": [_served_affected(e) for e in entries if _is_pypi(e)]}
-    published = _rfc3339(data.get("published"))  # pip-audit's strptime takes two shapes
-    served.pop("published", None)
-    if published is not None:
-        served["published"] = published
-    try:
-        json.dumps(served)
-    except (TypeError, ValueError, RecursionError):
-        raise OsvRecordError(f"{rid}: not JSON-compatible") from None
-    withdrawn = data.get("withdrawn") is not None
-    return OsvRecord(
-        rid, tuple(aliases), affected, record_severity(data), withdrawn, served, source
-    )
-
-
-def _is_pypi(entry: dict[str, Any]) -> bool:
-    return bool(entry["package"]["ecosystem"] == "PyPI")
-
-
-def _served_affected(entry: dict[str, Any]) -> dict[str, Any]:
-    # pip-audit reads fixed versions only when the name equals the canonical one
-    package = {**entry["package"], "name": canonicalize_name(entry["package"]["name"])}
-    return {**entry, "package": package}
-
-
-def _rfc3339(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(timezone.utc)
-        shown = moment.strftime(PIP_AUDIT_TIME)
-        datetime.strptime(shown, PIP_AUDIT_TIME)  # what pip-audit will do with it
-    except (ValueError, OverflowError):
-        return None  # informational only: left out rather than crash pip-audit
-    return shown
-
-
-def _in_range(version: Version, events: tuple[tuple[str, Version | None], ...]) -> bool:
-    """The OSV evaluation: walk the events in version order ("0" first)."""
-    order = {"introduced": 0, "last_affected": 1, "fixed": 2, "limit": 3}
-    vulnerable = False
-
-    def key(event: tuple[str, Version | None]) -> tuple[Version, int]:
-        return (_ZERO if event[1] is None else event[1], order[event[0]])
-
-    for kind, at in sorted(events, key=key):
-        if kind == "introduced" and (at is None or version >= at):
-            vulnerable = True
-        elif (kind == "fixed" and at is not None and version >= at) or (
-            kind == "last_affected" and at is not None and version > at
-        ):
-            vulnerable = False
-    return vulnerable
-
-
-def _same(version: Version | None, text: str) -> bool:
-    try:
-        return version is not None and version == Version(text)
-    except InvalidVersion:  # an odd entry in a versions list: compared as text only
-        return False
-
-
-def is_affected(record: OsvRecord, package: str, version: str) -> bool:
-    """Whether ``package`` at ``version`` is affected; never raises for a parsed record."""
-    name = canonicalize_name(package)
-    try:
-        parsed: Version | None = Version(version)
-    except InvalidVersion:
-        parsed = None
-    for affected in record.affected:
-        if affected.package != name:
-            continue
-        if version in affected.versions or any(_same(parsed, v) for v in affected.versions):
-            return True
-        if parsed is not None and any(_in_range(parsed, events) for events in affected.ranges):
-            return True
-    return False
-
-
-# -- severity: an explicit level wins, else the CVSS v3 base score ---------------------
-# fmt: off
-_LEVELS = {"LOW": Severity.LOW, "MODERATE": Severity.MEDIUM, "MEDIUM": Severity.MEDIUM,
-           "HIGH": Severity.HIGH, "CRITICAL": Severity.CRITICAL}
-_CVSS = {"AV": {"N": 0.85, "A": 0.62, "L": 0.55, "P": 0.2}, "AC": {"L": 0.77, "H": 0.44},
-         "UI": {"N": 0.85, "R": 0.62}, "CIA": {"H": 0.56, "L": 0.22, "N": 0.0}}
-_PR = {"U": {"N": 0.85, "L": 0.62, "H": 0.27}, "C": {"N": 0.85, "L": 0.68, "H": 0.5}}
-# fmt: on
-
-
-def cvss3_score(vector: str) -> float:
-    """The CVSS v3.x base score of a vector; raises KeyError/ValueError if malformed."""
-    parts = dict(p.split(":", 1) for p in vector.split("/")[1:])
-    scope = parts["S"]
-    iss = 1 - math.prod(1 - _CVSS["CIA"][parts[k]] for k in "CIA")
-    impact = 6.42 * iss if scope == "U" else 7.52 * (iss - 0.029) - 3.25 * (iss - 0.02) ** 15
-    exploit = 8.22 * _CVSS["AV"][parts["AV"]] * _CVSS["AC"][parts["AC"]]
-    exploit *= _PR[scope][parts["PR"]] * _CVSS["UI"][parts["UI"]]
-    if impact <= 0:
-        return 0.0
-    total = impact + exploit if scope == "U" else 1.08 * (impact + exploit)
-    return math.ceil(min(total, 10.0) * 10 - 1e-9) / 10
-
-
-def record_severity(data: dict[str, Any]) -> Severity | None:
-    specific = data.get("database_specific")
-    if isinstance(specific, dict) and str(specific.get("severity", "")).upper() in _LEVELS:
-        return _LEVELS[str(specific["severity"]).upper()]
-    scores = data.get("severity")
-    for item in scores if isinstance(scores, list) else []:
-        if isinstance(item, dict) and item.get("type") == "CVSS_V3":
-            try:
-                score = cvss3_score(str(item.get("score")))
-            except (KeyError, ValueError):
-                continue
-            if score >= 9.0:
-                return Severity.CRITICAL
-            if score >= 7.0:
-                return Severity.HIGH
-            return Severity.MEDIUM if score >= 4.0 else Severity.LOW
-    return None
-
-
-# -- the index: every record of a directory, built once per process --------------------
-def load_record_file(path: Path) -> object:
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            return json.loads(text)
-        return _nulls(yaml.load(text, Loader=_Loader))  # noqa: S506 - base loader: no objects
-    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
-        raise OsvRecordError(f"cannot read: {exc}") from None
-
-
+# -- the index: every record file's text, a file parsed when a question needs it -------
 def _record_files(directory: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(directory):
         dirs.sort()
@@ -322,91 +87,109 @@ def _named_packages(data: object) -> set[str]:
     return names
 
 
-@dataclass
 class OsvIndex:
-    directory: Path
-    fingerprint: str
-    by_package: dict[str, list[OsvRecord]] = field(default_factory=dict)
-    by_id: dict[str, OsvRecord] = field(default_factory=dict)  # ids and aliases
-    #: unusable record files: (path, reason, packages it names; empty if unknown)
-    invalid: list[tuple[Path, str, frozenset[str]]] = field(default_factory=list)
-    records: int = 0
+    """The records of a directory, each file parsed once, when a question needs it."""
 
-    def add(self, record: OsvRecord) -> None:
-        self.records += 1
-        for package in record.packages:
-            self.by_package.setdefault(package, []).append(record)
-        for key in (record.id, *record.aliases):
-            self.by_id.setdefault(key, record)
+    def __init__(self, directory: Path, key: str | None = None) -> None:
+        self.directory = directory
+        self.fingerprint = key or fingerprint(directory)
+        self._paths = list(_record_files(directory))
+        self._texts: list[str] = []  # each file's text in canonical form
+        self._always: set[int] = set()  # files any question may concern (see _WORD)
+        for number, path in enumerate(self._paths):
+            try:
+                raw = path.read_bytes()
+                self._texts.append(canonicalize_name(raw.decode("utf-8")))
+            except (OSError, ValueError):  # unreadable: parsing says why, for every package
+                self._texts.append("")
+                self._always.add(number)
+                continue
+            if b"\\" in raw:
+                self._always.add(number)
+        self._parsed: dict[int, OsvRecord | Unusable] = {}
+        self._about: dict[str, list[OsvRecord | Unusable]] = {}  # by canonical name
+        self._lock = threading.Lock()  # held while parsing: each file is parsed once
+
+    def _parse(self, number: int) -> OsvRecord | Unusable:
+        if number not in self._parsed:
+            path, data = self._paths[number], None
+            try:
+                data = load_record_file(path)
+                self._parsed[number] = parse_record(data, path)
+            except OsvRecordError as exc:
+                self._parsed[number] = (path, str(exc), frozenset(_named_packages(data)))
+        return self._parsed[number]
+
+    def _every(self) -> list[OsvRecord | Unusable]:
+        with self._lock:
+            return [self._parse(number) for number in range(len(self._paths))]
+
+    def _concerning(self, name: str) -> list[OsvRecord | Unusable]:
+        """What the files that may be about canonical ``name`` hold, in file order."""
+        with self._lock:
+            if name not in self._about:
+                numbers: Iterable[int] = range(len(self._paths))
+                if _WORD.fullmatch(name):
+                    word = re.compile(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])")
+                    numbers = {n for n, text in enumerate(self._texts)
+                               if name in text and word.search(text)} | self._always  # fmt: skip
+                self._about[name] = [self._parse(number) for number in sorted(numbers)]
+            return self._about[name]
 
     def query(self, package: str, version: str | None) -> list[OsvRecord]:
-        found = self.by_package.get(canonicalize_name(package), [])
+        name = canonicalize_name(package)
         return [
             r
-            for r in found
-            if not r.withdrawn and (version is None or is_affected(r, package, version))
+            for r in self._concerning(name)
+            if isinstance(r, OsvRecord)
+            and name in r.packages
+            and not r.withdrawn
+            and (version is None or is_affected(r, package, version))
         ]
 
     def problems(self, package: str) -> list[str]:
-        """Why records about ``package`` (or about no known package) could not be used."""
+        """Why records about ``package`` (or naming no package, in a file that may be
+        about it) could not be used."""
         name = canonicalize_name(package)
-        return [f"{path}: {why}" for path, why, names in self.invalid if not names or name in names]
+        return [f"{path}: {why}" for path, why, names in _unusable(self._concerning(name))
+                if not names or name in names]  # fmt: skip
+
+    def record(self, key: str) -> OsvRecord | None:
+        """The first record (in file order) with ``key`` as its id or an alias."""
+        numbers: Iterable[int] = range(len(self._paths))
+        if key.isascii() and not any(c.isspace() or c == "'" for c in key):
+            text = canonicalize_name(key)  # as it shows in a file's text in canonical form
+            numbers = sorted({n for n, t in enumerate(self._texts) if text in t} | self._always)
+        with self._lock:
+            for number in numbers:
+                found = self._parse(number)
+                if isinstance(found, OsvRecord) and key in (found.id, *found.aliases):
+                    return found
+        return None
+
+    def has_records(self) -> bool:
+        """Whether any file is a usable record (the first usable one ends the search)."""
+        with self._lock:
+            return any(isinstance(self._parse(n), OsvRecord) for n in range(len(self._paths)))
+
+    @property
+    def records(self) -> int:
+        """How many usable records the directory holds (every file parsed)."""
+        return sum(isinstance(r, OsvRecord) for r in self._every())
+
+    @property
+    def invalid(self) -> list[Unusable]:
+        """Every unusable record file (every file parsed)."""
+        return _unusable(self._every())
+
+    @property
+    def parsed(self) -> int:
+        """How many record files have been parsed so far."""
+        return len(self._parsed)
 
 
-def build_index(directory: Path, key: str | None = None) -> OsvIndex:
-    key = key or fingerprint(directory)
-    index = OsvIndex(directory, key)
-    for path, data, error in _loaded_records(directory, key):
-        try:
-            if error is not None:
-                raise OsvRecordError(error)
-            index.add(parse_record(data, path))
-        except OsvRecordError as exc:
-            index.invalid.append((path, str(exc), frozenset(_named_packages(data))))
-    return index
-
-
-Loaded = tuple[Path, object, "str | None"]  # a record file, what it holds, why unreadable
-
-
-def _stored(key: str) -> Path:
-    return cache_root() / "osv" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-
-
-def preload_index(directory: Path) -> None:
-    """Read a database not read before (seconds of YAML), in the background of a run that
-    will most likely need it; one kept as JSON is read when needed (a tenth of that),
-    and a run whose audit comes from the cache never reads it."""
-    key = fingerprint(directory)
-    if not _stored(key).is_file():
-        load_index(directory)
-
-
-def _loaded_records(directory: Path, key: str) -> list[Loaded]:
-    """Every record file's content, from the user cache while the database is unchanged
-    (by :func:`fingerprint`).  Reading YAML is most of an audit's time (2,661 records:
-    two seconds, against a tenth for the same data as one JSON file), and JSON is only
-    data: a damaged or foreign file is read again from the records."""
-    stored = _stored(key)
-    try:
-        cached = json.loads(stored.read_bytes())
-        if cached.get("format") == _FORMAT and cached.get("key") == key:
-            return [(directory / name, data, error) for name, data, error in cached["records"]]
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        pass  # absent or damaged: read the records
-    loaded: list[Loaded] = []
-    for path in _record_files(directory):
-        try:
-            loaded.append((path, load_record_file(path), None))
-        except OsvRecordError as exc:
-            loaded.append((path, None, str(exc)))
-    records = [[str(path.relative_to(directory)), data, error] for path, data, error in loaded]
-    with contextlib.suppress(OSError, TypeError, ValueError):  # a cache never fails an audit
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(
-            stored, json.dumps({"format": _FORMAT, "key": key, "records": records}).encode()
-        )
-    return loaded
+def _unusable(found: Iterable[OsvRecord | Unusable]) -> list[Unusable]:
+    return [r for r in found if not isinstance(r, OsvRecord)]
 
 
 _CACHE: dict[str, OsvIndex] = {}
@@ -414,11 +197,11 @@ _CACHE_LOCK = threading.Lock()
 
 
 def load_index(directory: Path) -> OsvIndex:
-    """The index of ``directory``, parsed once per process while it is unchanged."""
+    """The index of ``directory``, read once per process while it is unchanged."""
     key = fingerprint(directory)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = build_index(directory, key)
+            _CACHE[key] = OsvIndex(directory, key)
         return _CACHE[key]
 
 
@@ -444,8 +227,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         prefix = "/v1/vulns/"
-        record = self.server.index.by_id.get(self.path[len(prefix) :])
-        if not self.path.startswith(prefix) or record is None:
+        found = self.path.startswith(prefix)
+        record = self.server.index.record(self.path[len(prefix) :]) if found else None
+        if record is None:
             self._send(404, {"code": 5, "message": "Bug not found."})
         else:
             self._send(200, record.served)

@@ -16,7 +16,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ..osv import OsvIndex, OsvRecord, is_affected
+from ..osv import OsvIndex
+from ..osv_records import OsvRecord, is_affected
 
 
 @dataclass(frozen=True)

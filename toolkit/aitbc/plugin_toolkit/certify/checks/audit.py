@@ -257,7 +257,7 @@ class AuditCheck:
         if not context.vuln_db.is_dir():
             raise CheckError(f"no such directory: {context.vuln_db}")
         index = load_index(context.vuln_db)
-        if not index.records:  # an empty database would pass everything
+        if not index.has_records():  # an empty database would pass everything
             raise CheckError(f"no OSV records in {context.vuln_db}")
         return index
 
@@ -347,7 +347,7 @@ class AuditCheck:
         aliases = [str(a) for a in vuln.get("aliases", [])]
         record = None
         if index is not None:
-            record = next((index.by_id[k] for k in (vid, *aliases) if k in index.by_id), None)
+            record = next(filter(None, map(index.record, (vid, *aliases))), None)
         severity = (record.severity if record else None) or Severity.HIGH
         dist, version = deps.pinned[name]
         fixed = [str(v) for v in vuln.get("fix_versions", [])]
