@@ -8,14 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from aitbc.plugin_toolkit.certify import integrity
 from aitbc.plugin_toolkit.certify.bases import (
     installed_requirements,
     modules_of,
     project_requirements,
     wheel_requirements,
 )
-from aitbc.plugin_toolkit.certify.environment import _terminal_only, prepare_base, site_packages_of
 from certify_support import make_project
 from conftest import run_checked
 from hypothesis import given
@@ -72,26 +70,3 @@ def test_dependencies_not_declared_statically_give_none(tmp_path: Path, text: st
     if text:
         (tmp_path / "pyproject.toml").write_text(text)
     assert project_requirements(tmp_path) is None
-
-
-@pytest.mark.parametrize(
-    ("requirements", "left"),
-    [(["idna"], ("pygments",)), (["Pygments>=2"], ()), (["py_gments"], ("pygments",)),
-     (["not a requirement!"], ("pygments",))],
-)  # fmt: skip
-def test_only_a_plugin_requiring_the_highlighter_gets_it_compiled(
-    requirements: list[str], left: tuple[str, ...]
-) -> None:
-    assert _terminal_only(requirements) == left
-
-
-@pytest.mark.integration
-def test_a_base_has_bytecode_for_what_runs_not_for_pytests_highlighter(tmp_path: Path) -> None:
-    project = make_project("base-bytecode", "base", tmp_path)
-    made = prepare_base(project, tmp_path / "cache", timeout=300)
-    assert made is not None
-    site = site_packages_of(made)
-    assert list((site / "_pytest" / "__pycache__").glob("*.pyc"))
-    assert list((site / "aitbc" / "plugins" / "__pycache__").glob("*.pyc"))
-    assert (site / "pygments").is_dir() and not list((site / "pygments").rglob("*.pyc"))
-    assert integrity.verify(made) is None

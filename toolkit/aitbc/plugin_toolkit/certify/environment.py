@@ -33,8 +33,6 @@ from pathlib import Path
 import aitbc.plugins
 from aitbc.plugins.process import run
 from filelock import FileLock, Timeout
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
 from ..errors import ToolkitError
 from ..files import write_atomic
@@ -47,12 +45,6 @@ KEEP_ENVIRONMENTS = 8  # older ones are pruned
 KEEP_BASES = 4  # the dependencies of the plugins certified most recently
 # Tools the environment needs beside the plugin: the tests check runs pytest in it.
 ENVIRONMENT_TOOLS = ("pytest", "pytest-timeout>=2.3", "coverage>=7.4")
-#: What the tools install and import only to colour a terminal's output, which no
-#: certification run has: pytest's code highlighting (pygments, half the modules of a
-#: base).  A base whose plugin does not require it leaves it without bytecode, which
-#: costs a first certification a second of both cores less; a plugin that imports it
-#: anyway gets it compiled in memory, as Python does without bytecode, and still works.
-TERMINAL_ONLY = ("pygments",)
 #: Every install: wheels only (building an sdist runs its setup.py, here, unjailed);
 #: and copies, not uv's default hard links into its cache, through which a write into
 #: one environment would change uv's cache, and so every environment made from it later,
@@ -207,9 +199,8 @@ def site_packages_of(root: Path) -> Path:
 
 
 def reuse_or_make(
-    root: Path, make: Callable[[], list[Path] | None], *, reuse: bool, timeout: float,
-    uncompiled: tuple[str, ...] = (),
-) -> tuple[bool, str | None]:  # fmt: skip
+    root: Path, make: Callable[[], list[Path] | None], *, reuse: bool, timeout: float
+) -> tuple[bool, str | None]:
     """(reused, why it was rebuilt) for the environment at ``root``, made by ``make``
     where it is absent, half-built or changed (the caller holds its lock).  The record
     of its files is taken after the install (bytecode compiled first: the modules
@@ -223,7 +214,7 @@ def reuse_or_make(
     # A venv records its own path, so it is built where it will live.
     shutil.rmtree(root, ignore_errors=True)
     modules = make()
-    integrity.compile_bytecode(site_packages_of(root), timeout, modules, uncompiled)
+    integrity.compile_bytecode(site_packages_of(root), timeout, modules)
     integrity.record(root)
     return False, rebuilt_because
 
@@ -300,21 +291,11 @@ def _base_made(base: Base, requirements: list[str]) -> Iterator[Path]:
     packages = [str(base.sdk_wheel), *requirements, *ENVIRONMENT_TOOLS]
     with FileLock(str(made) + ".lock"):
         reused, _ = reuse_or_make(
-            made, lambda: _install(made, base, packages), reuse=base.reuse, timeout=base.timeout,
-            uncompiled=_terminal_only(requirements),
-        )  # fmt: skip
+            made, lambda: _install(made, base, packages), reuse=base.reuse, timeout=base.timeout
+        )
         yield made
     if not reused:
         _prune(base.folder, KEEP_BASES)
-
-
-def _terminal_only(requirements: list[str]) -> tuple[str, ...]:
-    """The :data:`TERMINAL_ONLY` packages the plugin itself does not require."""
-    required = set()
-    for text in requirements:
-        with contextlib.suppress(InvalidRequirement):
-            required.add(canonicalize_name(Requirement(text).name))
-    return tuple(name for name in TERMINAL_ONLY if name not in required)
 
 
 def prepare_base(project: Path, cache_dir: Path, *, reuse: bool = True,

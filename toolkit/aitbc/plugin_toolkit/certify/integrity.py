@@ -45,7 +45,6 @@ import hashlib
 import json
 import os
 import py_compile
-import re
 import stat
 import sys
 import time
@@ -156,23 +155,21 @@ def manifest(root: Path) -> dict[str, str]:
     return dict(sorted(described.items()))
 
 
-def compile_bytecode(site_packages: Path, timeout: float, only: list[Path] | None = None,
-                     skip: tuple[str, ...] = ()) -> None:  # fmt: skip
+def compile_bytecode(site_packages: Path, timeout: float, only: list[Path] | None = None) -> None:
     """Compile every module under ``site_packages`` (or just those in ``only``):
     compiling runs no code, and with ``-I -S`` this Python starts without any ``.pth``
     file.  It is the Python the environment was made with, so the bytecode is what the
     environment's Python would write (the same cache tag and magic number).  On every
     core: pygments alone has hundreds of modules.  A module that does not compile gets
-    no bytecode, here or later; nor do the top-level packages named in ``skip``."""
+    no bytecode, here or later."""
     if only is not None:
         # A plugin's few modules: compiled here, in a fraction of a new Python's start.
         for path in only:
             with contextlib.suppress(py_compile.PyCompileError, OSError):
                 py_compile.compile(str(path), doraise=True, optimize=0)
         return
-    skipped = [f"-x{'|'.join(re.escape(str(site_packages / name) + os.sep) for name in skip)}"]
     command = [sys.executable, "-I", "-S", "-m", "compileall", "-qq", "-j", "0",
-               *(skipped if skip else []), str(site_packages)]  # fmt: skip
+               str(site_packages)]  # fmt: skip
     if run(command, timeout=timeout).timed_out:
         raise ToolkitError(f"compiling the environment's modules took longer than {timeout:g}s")
 
