@@ -11,7 +11,8 @@ start-up against in-process, the entry-point listing in a fresh process), new
 help (`aitbc-plugin --help` start-up and imports), certify (`aitbc-plugin certify`
 cold, warm and after a one-line edit vs the same tools by hand; needs PyPI for the
 cold runs' downloads), hook (the pre-commit hook after a one-line edit),
-sandbox (each phase of a certification in the jail, followed by strace, vs bare).
+sandbox (each phase of a certification in the jail, followed by strace, vs bare),
+strace (reading real strace logs vs the character-walking parser it replaced).
 Breakdowns (per check, per step, slowest imports) are printed before the table.
 """
 
@@ -34,6 +35,7 @@ import bench_hook
 import bench_host
 import bench_sandbox
 import bench_sdk
+import bench_strace
 
 Group = Callable[[argparse.Namespace], list[dict[str, Any]]]
 GROUPS: dict[str, Group] = {
@@ -44,6 +46,7 @@ GROUPS: dict[str, Group] = {
     "certify": lambda a: bench_certify.bench_certify(a.certify_rounds),
     "hook": lambda a: bench_hook.bench_hook(a.repeat),
     "sandbox": lambda a: bench_sandbox.bench_jail(a.repeat),
+    "strace": lambda a: bench_strace.bench_strace(a.repeat),
 }
 
 
