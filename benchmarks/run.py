@@ -12,7 +12,8 @@ help (`aitbc-plugin --help` start-up and imports), certify (`aitbc-plugin certif
 cold, warm and after a one-line edit vs the same tools by hand; needs PyPI for the
 cold runs' downloads), hook (the pre-commit hook after a one-line edit),
 sandbox (each phase of a certification in the jail, followed by strace, vs bare), osv
-(the audit's first queries to a cold advisory index vs parsing every record first).
+(the audit's first queries to a cold advisory index vs parsing every record first),
+strace (reading real strace logs vs the character-walking parser it replaced).
 Breakdowns (per check, per step, slowest imports) are printed before the table.
 """
 
@@ -36,6 +37,7 @@ import bench_host
 import bench_osv
 import bench_sandbox
 import bench_sdk
+import bench_strace
 
 Group = Callable[[argparse.Namespace], list[dict[str, Any]]]
 GROUPS: dict[str, Group] = {
@@ -47,6 +49,7 @@ GROUPS: dict[str, Group] = {
     "hook": lambda a: bench_hook.bench_hook(a.repeat),
     "sandbox": lambda a: bench_sandbox.bench_jail(a.repeat),
     "osv": lambda a: bench_osv.bench_osv(a.repeat),
+    "strace": lambda a: bench_strace.bench_strace(a.repeat),
 }
 
 

@@ -5,7 +5,10 @@ strace's own syntax.  Standard library only."""
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -23,10 +26,47 @@ _STRING = re.compile(r'"((?:\\x[0-9a-fA-F]{2})*)"(\.\.\.)?')
 _FD_PATH = re.compile(r"^(?:-?\d+|AT_FDCWD)<((?:\\x[0-9a-fA-F]{2})*)>$")
 
 
-def decode(text: str) -> str:
-    """A string as strace printed it with -xx (hex escapes) back to text."""
-    raw = bytes(int(h, 16) for h in _HEX.findall(text))
+def _other_than(chars: str) -> str:
+    """A class of every character but ``chars``, as ranges: sre tests those about twice
+    as fast as a negated list, and most of a log is such text (hex)."""
+    cut = sorted(map(ord, chars))
+    spans = zip([0, *(c + 1 for c in cut)], [*(c - 1 for c in cut), sys.maxunicode], strict=True)
+    return "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in spans if a <= b) + "]"
+
+
+#: From one character that shapes a call's arguments to the next, jumping over what
+#: cannot change them: quoted strings (``"`` ends one: with -xx none holds one), other
+#: text, and bracketed groups with no bracket inside (an opener, then text, commas and
+#: strings, then a closer: depth up, nothing, depth down).  Group 1 is the character (an
+#: unclosed ``"`` too), None at the text's end.  Unrolled (no two ways to match a text),
+#: and a group's try stops at the next bracket, so the scan stays linear.
+_PLAIN = _other_than('"()[]{}<>,')
+_INNER = _other_than('"()[]{}<>')  # a group's text: commas are nothing inside one
+_STR = '"[^"]*"'
+_GROUP = rf"[(\[{{<]{_INNER}*(?:{_STR}{_INNER}*)*[)\]}}>]"
+_NEXT = re.compile(rf'{_PLAIN}*(?:(?:{_STR}|{_GROUP}){_PLAIN}*)*(?:(["()\[\]{{}}<>,])|\Z)')
+_OPENING = frozenset("([{<")
+_CLOSING = frozenset(")]}>")
+
+
+def _unhex(text: str) -> str:
+    """Text that is only ``\\xNN`` escapes, decoded (the fast path of :func:`decode`)."""
+    raw = binascii.unhexlify(text.encode("ascii").translate(None, b"\\x"))
     return raw.decode("utf-8", "backslashreplace")
+
+
+def decode(text: str) -> str:
+    """A string as strace printed it with -xx (hex escapes) back to text; anything
+    between the escapes is ignored."""
+    quads, odd = divmod(len(text), 4)
+    # Only \xNN escapes, as strace writes them: every 4th character a backslash, the
+    # next an x, and what the two leave the hex digits (unhexlify takes no other).
+    if text.isascii() and not odd and text[::4] == "\\" * quads and text[1::4] == "x" * quads:
+        digits = text.encode("ascii").translate(None, b"\\x")
+        if len(digits) == 2 * quads:
+            with contextlib.suppress(binascii.Error):
+                return binascii.unhexlify(digits).decode("utf-8", "backslashreplace")
+    return binascii.unhexlify("".join(_HEX.findall(text))).decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -43,29 +83,29 @@ class Call:
 def split_args(text: str) -> tuple[list[str], str] | None:
     """The top-level arguments of ``name(...)`` text after the ``(``, and the rest after
     the closing ``)``; None when the call is cut short (unfinished)."""
-    depth, start, args = 0, 0, list[str]()
-    i, quoted = 0, False
-    closing = {")": "(", "]": "[", "}": "{", ">": "<"}
-    while i < len(text):
-        char = text[i]
-        if quoted:
-            quoted = char != '"'
-        elif char == '"':
-            quoted = True
-        elif char in "([{<":
+    depth, start = 0, 0
+    args: list[str] = []  # not list[str](): making the alias costs more than the rest
+    # Any closer closes any opener (strace's brackets nest properly); one with nothing
+    # open is text, but for the call's own ``)``.
+    for match in _NEXT.finditer(text):
+        char = match[1]
+        if char is None or char == '"':  # the end, or a string never closed: cut short
+            return None
+        if char in _OPENING:
             depth += 1
-        elif char in closing and depth > 0:
-            depth -= 1
+        elif depth:
+            depth -= char in _CLOSING
+        elif char == ",":
+            i = match.end() - 1
+            args.append(text[start:i].strip())
+            start = i + 1
         elif char == ")":  # the call's own closing parenthesis
+            i = match.end() - 1
             last = text[start:i].strip()
             if last or args:
                 args.append(last)
             return args, text[i + 1 :]
-        elif char == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-        i += 1
-    return None
+    return None  # pragma: no cover - _NEXT matches at the end of any text
 
 
 def parse_call(pid: int, text: str) -> Call | None:
@@ -112,16 +152,16 @@ def parse(lines: Iterable[str]) -> Iterator[tuple[int, Call | str]]:
 
 def string_arg(arg: str) -> str:
     match = _STRING.match(arg.strip())
-    return decode(match[1]) if match else ""
+    return _unhex(match[1]) if match else ""
 
 
 def string_args(arg: str) -> list[str]:
-    return [decode(m[1]) for m in _STRING.finditer(arg)]
+    return [_unhex(m[1]) for m in _STRING.finditer(arg)]
 
 
 def fd_path(arg: str) -> str | None:
     match = _FD_PATH.match(arg.strip())
-    return decode(match[1]) if match else None
+    return _unhex(match[1]) if match else None
 
 
 _FAMILY = re.compile(r"sa_family=(AF_\w+)")
