@@ -6,7 +6,6 @@ strace's own syntax.  Standard library only."""
 from __future__ import annotations
 
 import binascii
-import contextlib
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -23,6 +22,7 @@ _RETURN = re.compile(
 )
 _EXIT = re.compile(r"^\+\+\+ (exited with -?\d+|killed by \w+(?: \(core dumped\))?) \+\+\+$")
 _STRING = re.compile(r'"((?:\\x[0-9a-fA-F]{2})*)"(\.\.\.)?')
+_ONLY_HEX = re.compile(r"(?:\\x[0-9a-fA-F]{2})*")
 _FD_PATH = re.compile(r"^(?:-?\d+|AT_FDCWD)<((?:\\x[0-9a-fA-F]{2})*)>$")
 
 
@@ -58,14 +58,8 @@ def _unhex(text: str) -> str:
 def decode(text: str) -> str:
     """A string as strace printed it with -xx (hex escapes) back to text; anything
     between the escapes is ignored."""
-    quads, odd = divmod(len(text), 4)
-    # Only \xNN escapes, as strace writes them: every 4th character a backslash, the
-    # next an x, and what the two leave the hex digits (unhexlify takes no other).
-    if text.isascii() and not odd and text[::4] == "\\" * quads and text[1::4] == "x" * quads:
-        digits = text.encode("ascii").translate(None, b"\\x")
-        if len(digits) == 2 * quads:
-            with contextlib.suppress(binascii.Error):
-                return binascii.unhexlify(digits).decode("utf-8", "backslashreplace")
+    if _ONLY_HEX.fullmatch(text):  # as strace writes them: the fast path
+        return _unhex(text)
     return binascii.unhexlify("".join(_HEX.findall(text))).decode("utf-8", "backslashreplace")
 
 

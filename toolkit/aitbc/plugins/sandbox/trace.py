@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .leaks import within
 from .strace_log import Call, fd_path, parse, socket_address, string_arg, string_args
 
 ActionKind = Literal["network", "program", "write", "process"]
@@ -120,10 +121,7 @@ class _Reader:
     processes: dict[int, _Process] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
     seen: set[Action] = field(default_factory=set)  # the actions, to find one at once
-    # leaks.within's test, over the scratch and the private places, set up once: the
-    # places themselves, and what lies under them.
-    unwatched: frozenset[str] = field(init=False)
-    under_unwatched: tuple[str, ...] = field(init=False)
+    unwatched: list[str] = field(init=False)  # the scratch and the private places
     outer: int | None = None  # bubblewrap
     init: int | None = None  # bubblewrap's init inside the jail's PID namespace
     main: int | None = None  # the step's own process
@@ -131,9 +129,7 @@ class _Reader:
     main_ended: bool = False
 
     def __post_init__(self) -> None:
-        roots = (*self.scratch, *_PRIVATE_WRITABLE)
-        self.unwatched = frozenset(roots)
-        self.under_unwatched = tuple(root.rstrip(os.sep) + os.sep for root in roots)
+        self.unwatched = [*self.scratch, *_PRIVATE_WRITABLE]
 
     def add(self, action: Action) -> None:
         if action not in self.seen:
@@ -268,8 +264,7 @@ class _Reader:
     def _wrote(self, path: str, call: Call) -> None:
         if not path.startswith("/"):  # a pipe or socket the descriptor turned out to be
             return
-        absolute = os.path.abspath(path)  # noqa: PTH100 - plain strings, hot loop
-        if absolute in self.unwatched or absolute.startswith(self.under_unwatched):
+        if within(path, self.unwatched):
             return
         self.add(Action("write", path, "ok" if call.errno is None else call.errno, path))
 
