@@ -42,12 +42,16 @@ def listing(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     site, cache = tmp_path / "site", tmp_path / "cache"
     site.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "AITBC_PLUGINS_CACHE_DIR": str(cache)}
+    # `python -c` puts the working directory on sys.path, so its mtime is part of the
+    # fingerprint: run where no other test writes (the suite's own folder changes).
+    (tmp_path / "work").mkdir()
+    env["LISTING_TEST_CWD"] = str(tmp_path / "work")
     return site, cache, env
 
 
 def fresh_process(env: dict[str, str]) -> dict[str, object]:
     done = subprocess.run([sys.executable, "-c", LIST], env=env, capture_output=True, text=True,
-                          timeout=120, check=True)  # fmt: skip
+                          cwd=env["LISTING_TEST_CWD"], timeout=120, check=True)  # fmt: skip
     result: dict[str, object] = json.loads(done.stdout)
     return result
 
