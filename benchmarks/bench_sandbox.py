@@ -11,20 +11,27 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aitbc.plugin_toolkit.certify.build_env import build_python, build_requirements
-from aitbc.plugin_toolkit.certify.distributions import build_command, build_environment, plugin_info
+from aitbc.plugin_toolkit.certify.distributions import build_environment, jailed_build, plugin_info
 from aitbc.plugin_toolkit.certify.environment import environment_for
 from aitbc.plugin_toolkit.data import data_dir
 from aitbc.plugin_toolkit.scaffold.new import NewRequest, create_project
 from aitbc.plugins.process import run
 from aitbc.plugins.sandbox import Limits, run_conformance
 from aitbc.plugins.sandbox.jail import interpreter_paths, isolation, run_observed
+from build import ProjectBuilder
+from pyproject_hooks import default_subprocess_runner
 
 Phase = Callable[[bool, Path], None]  # (in the sandbox?, a fresh scratch folder)
+
+
+def _bare_hook(cmd: Sequence[str], cwd: str | None = None,
+               extra_environ: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    default_subprocess_runner(cmd, cwd, {**build_environment(), **(extra_environ or {})})
 
 
 def _phases(folder: Path) -> dict[str, Phase]:
@@ -36,7 +43,7 @@ def _phases(folder: Path) -> dict[str, Phase]:
     cache = folder / "cache"
     python = build_python(build_requirements(project), cache, 600)
     built = folder / "built"
-    run(build_command(python, project, built, "--wheel"), timeout=600, env=build_environment())
+    ProjectBuilder(project, str(python), runner=_bare_hook).build("wheel", built)
     wheel = next(built.glob("*.whl"))
     environment = environment_for(wheel, cache)
     plugin, _ = plugin_info(wheel)
@@ -56,11 +63,17 @@ def _phases(folder: Path) -> dict[str, Phase]:
             raise RuntimeError(f"{argv[:3]} failed (sandbox={sandbox}): {done.tail(3)}")
 
     def build(sandbox: bool, scratch: Path) -> None:
+        # certify's own build (its hook jailed and watched), against pypa `build`'s
+        # ProjectBuilder calling the same hook bare.
         source = scratch / "src"
         shutil.copytree(project, source)
-        argv = build_command(python, source, scratch / "dist", "--wheel")
-        readable = list(interpreter_paths(python))
-        jailed_or_bare(argv, scratch, source, build_environment(), readable, sandbox)
+        if not sandbox:
+            ProjectBuilder(source, str(python), runner=_bare_hook).build("wheel", scratch / "dist")
+            return
+        done = jailed_build(source, scratch / "dist", scratch, "wheel", timeout=600,
+                            cache_dir=cache).completed  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"the jailed build failed: {done.tail(3)}")
 
     def probe(sandbox: bool, scratch: Path) -> None:
         script = checks / "metadata_probe.py"

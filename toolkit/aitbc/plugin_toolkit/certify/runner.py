@@ -157,7 +157,8 @@ def certify(
             key=lambda c: (c.uses_environment, -durations.seconds.get(c.id, 0.0)),
         )
         if reused is None and plugin is not None and any(c.uses_environment for c in selected):
-            early.submit(_made, context.plugin_environment)
+            # And the probe, which the checks of a changed plugin all ask for first.
+            early.submit(_made, context.plugin_environment, context.metadata_probe)
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             ran = dict(
                 zip(
@@ -192,11 +193,12 @@ def _prepare(workdir: Path, project: Path, scratch: Path, policy: Policy) -> Non
         warm_mypy_cache(project, site_packages, data_dir("checks"), scratch, timeout)
 
 
-def _made(lazy: Lazy[PluginEnvironment] | None) -> None:
-    """Make a lazy value now; its failure is kept, for the checks that ask, to name."""
-    if lazy is not None:
-        with contextlib.suppress(Exception):
-            lazy.get()
+def _made(*values: Lazy[Any] | None) -> None:
+    """Make lazy values now, in order; a failure is kept, for the checks that ask, to name."""
+    for lazy in values:
+        if lazy is not None:
+            with contextlib.suppress(Exception):
+                lazy.get()
 
 
 def _build(

@@ -268,6 +268,13 @@ def run_observed(
     return Observed(done, behaviour)
 
 
+def seen_inside(scratch: Path, text: str) -> str:
+    """``text`` as a process :func:`run_observed` starts for ``scratch`` sees it: paths
+    in the scratch folder have another name in the jail (the arguments and the
+    environment are translated already; a file the process reads is not)."""
+    return Jail(scratch).inside(text) if isolation().jailed else text
+
+
 @contextlib.contextmanager
 def watched_jail(scratch: Path, readable: Iterable[Path]) -> Iterator[tuple[Jail, Path | None]]:
     """A jail for ``scratch`` and where strace is to write its log (None where strace

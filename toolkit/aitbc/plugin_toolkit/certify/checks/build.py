@@ -131,7 +131,7 @@ class BuildCheck:
         try:
             timeout = context.policy.tool_timeout_s
             observed = jailed_build(
-                work / "src" / root, work / "dist", work, ("--wheel",), timeout=timeout,
+                work / "src" / root, work / "dist", work, "wheel", timeout=timeout,
                 cache_dir=cache_root(),
             )  # fmt: skip
         except ToolkitError as exc:
