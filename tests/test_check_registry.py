@@ -44,6 +44,7 @@ class ThrowawayCheck:
     security = True
     needs_wheel = False
     uses_environment = False
+    typical_s = 0.0
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -162,6 +162,9 @@ class Check(Protocol):
     #: It runs in (or reads) the plugin environment: the checks that do not are started
     #: first, while the environment is made.
     uses_environment: bool
+    #: Seconds it takes on a small plugin: the runner's guess at its place in the
+    #: schedule (longest first) until a run on this machine has timed it.
+    typical_s: float
 
     def run(self, context: CheckContext) -> CheckResult: ...
 

@@ -285,31 +285,41 @@ def _create(root: Path, base: Base) -> list[Path] | None:
 
 
 @contextmanager
-def _base_made(base: Base, requirements: list[str]) -> Iterator[Path]:
+def _base_made(
+    base: Base, requirements: list[str], when_installed: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
     """The base for ``requirements``, made or verified, locked while the caller uses it."""
     base.folder.mkdir(parents=True, exist_ok=True)
     made = base.folder / _key(base.sdk_bytes, "\n".join(requirements).encode())[:24]
     packages = [str(base.sdk_wheel), *requirements, *ENVIRONMENT_TOOLS]
+
+    def make() -> None:
+        _install(made, base, packages)
+        if when_installed is not None:
+            when_installed(made)
+
     with FileLock(str(made) + ".lock"):
-        reused, _ = reuse_or_make(
-            made, lambda: _install(made, base, packages), reuse=base.reuse, timeout=base.timeout
-        )
+        reused, _ = reuse_or_make(made, make, reuse=base.reuse, timeout=base.timeout)
         yield made
     if not reused:
         _prune(base.folder, KEEP_BASES)
 
 
-def prepare_base(project: Path, cache_dir: Path, *, reuse: bool = True,
-                 timeout: float = 600) -> Path | None:  # fmt: skip
+def prepare_base(
+    project: Path, cache_dir: Path, *, reuse: bool = True, timeout: float = 600,
+    when_installed: Callable[[Path], None] | None = None,
+) -> Path | None:  # fmt: skip
     """Make the base the project's wheel will most likely need, from the dependencies its
     ``pyproject.toml`` declares, while the wheel is built (the build takes seconds, and
-    so does the base); None when they are not declared there statically."""
+    so does the base); None when they are not declared there statically.
+    ``when_installed(root)``: a base made now has its packages, not yet their bytecode
+    (what reads only sources, as mypy does, can start; called under the base's lock)."""
     requirements = bases.project_requirements(project)
     if requirements is None or uv_command() is None:
         return None
     sdk_wheel, sdk_bytes = _checked_sdk_wheel(cache_dir / "sdk-wheels")
     base = Base(cache_dir / "bases", sdk_wheel, sdk_bytes, project, reuse, timeout)
-    with _base_made(base, requirements) as made:
+    with _base_made(base, requirements, when_installed) as made:
         return made
 
 

@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -154,7 +155,7 @@ def certify(
         # has its environment already, or needs none: its checks come from the cache).
         selected = sorted(
             [c for c in every if not options.only or c.id in options.only],
-            key=lambda c: (c.uses_environment, -durations.seconds.get(c.id, 0.0)),
+            key=lambda c: (c.uses_environment, -durations.seconds.get(c.id, c.typical_s)),
         )
         if reused is None and plugin is not None and any(c.uses_environment for c in selected):
             # And the probe, which the checks of a changed plugin all ask for first.
@@ -184,13 +185,26 @@ def certify(
 
 def _prepare(workdir: Path, project: Path, scratch: Path, policy: Policy) -> None:
     """What a first certification of the project would wait for, made while it builds:
-    its environment's base and its mypy cache.  A failure here is found again, and
+    its environment's base and its mypy cache (from the base's sources, while their
+    bytecode is compiled, when the base is new).  A failure here is found again, and
     named, by the step that needs the result."""
     timeout = policy.tool_timeout_s
-    base = prepare_base(workdir, cache_root(), timeout=timeout)
-    if base is not None:
-        site_packages = site_packages_of(base)
-        warm_mypy_cache(project, site_packages, data_dir("checks"), scratch, timeout)
+
+    def warm(base: Path) -> None:
+        with contextlib.suppress(Exception):
+            warm_mypy_cache(project, site_packages_of(base), data_dir("checks"), scratch, timeout)
+
+    warming: list[threading.Thread] = []
+
+    def start_warming(base: Path) -> None:
+        warming.append(threading.Thread(target=warm, args=(base,), daemon=True))
+        warming[-1].start()
+
+    base = prepare_base(workdir, cache_root(), timeout=timeout, when_installed=start_warming)
+    for thread in warming:
+        thread.join()
+    if base is not None and not warming:
+        warm(base)
 
 
 def _made(*values: Lazy[Any] | None) -> None:

@@ -136,6 +136,7 @@ class AuditCheck:
     security = True
     needs_wheel = True
     uses_environment = True
+    typical_s = 0.2
 
     def cache_inputs(self, context: CheckContext) -> list[Path] | None:
         """The vuln db directory (the cache stats its files), what the verdict reads of

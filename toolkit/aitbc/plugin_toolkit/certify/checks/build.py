@@ -71,6 +71,7 @@ class BuildCheck:
     security = False
     needs_wheel = True
     uses_environment = False
+    typical_s = 0.8
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

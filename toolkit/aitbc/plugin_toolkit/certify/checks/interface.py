@@ -219,6 +219,7 @@ class InterfaceCheck:
     security = False
     needs_wheel = True
     uses_environment = True
+    typical_s = 0.3
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -45,6 +45,7 @@ class LifecycleCheck:
     security = False
     needs_wheel = True
     uses_environment = True
+    typical_s = 0.25
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

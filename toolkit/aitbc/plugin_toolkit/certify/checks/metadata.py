@@ -82,6 +82,7 @@ class MetadataCheck:
     security = False
     needs_wheel = True
     uses_environment = True
+    typical_s = 0.05
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

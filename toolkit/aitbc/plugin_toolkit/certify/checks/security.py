@@ -142,6 +142,7 @@ class SecurityCheck:
     security = True
     needs_wheel = True
     uses_environment = False
+    typical_s = 0.35
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -36,6 +36,7 @@ class StructureCheck:
     security = False
     needs_wheel = False
     uses_environment = False
+    typical_s = 0.0
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:

@@ -105,6 +105,7 @@ class TestsCheck:
     security = False
     needs_wheel = True
     uses_environment = True
+    typical_s = 0.6
 
     def run(self, context: CheckContext) -> CheckResult:
         with timed() as elapsed:
