@@ -228,6 +228,29 @@ def test_a_plugin_environment_gets_the_real_sdk_whatever_the_cached_wheel(
         assert (env.site_packages / relative).read_bytes() == data, relative
 
 
+@pytest.mark.parametrize(
+    "changed", ["aitbc/plugins/__init__.py", "aitbc_plugins-1.0.0.dist-info/entry_points.txt"]
+)
+def test_an_sdk_changed_in_uvs_cache_is_installed_from_its_wheel(
+    tmp_path: Path, sdk: dict[str, bytes], monkeypatch: pytest.MonkeyPatch, changed: str
+) -> None:
+    """What a write into an environment an older toolkit had hard-linked to uv's cache
+    did: uv's unpacked copy of the SDK changed, which its next install copies."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv"))
+    first = make_wheel(tmp_path / "one", "uv-cache-one", {"uv_cache_one/__init__.py": b""})
+    environment_for(first, tmp_path / "cache")
+    (unpacked,) = (tmp_path / "uv").glob("archive-v*/*/aitbc/plugins/__init__.py")
+    copy = unpacked.parents[2] / changed
+    copy.write_bytes(copy.read_bytes().replace(b"aitbc", b"evil") + b"\nCHANGED = 1\n")
+    # Another base (another requirement): made anew, with the SDK from uv's cache.
+    second = make_wheel(tmp_path / "two", "uv-cache-two", {"uv_cache_two/__init__.py": b""},
+                        requires=("iniconfig",))  # fmt: skip
+    env = environment_for(second, tmp_path / "cache")
+    assert b"CHANGED" not in (env.site_packages / changed).read_bytes()
+    for relative, data in sdk.items():
+        assert (env.site_packages / relative).read_bytes() == data, relative
+
+
 # -- the build environment ------------------------------------------------------------
 def test_the_build_environment_is_reused_untouched_and_rebuilt_changed(tmp_path: Path) -> None:
     made = build_environment_for([], tmp_path, 600)
