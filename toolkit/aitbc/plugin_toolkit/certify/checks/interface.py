@@ -26,6 +26,7 @@ import io
 import json
 import re
 import shlex
+import shutil
 import string
 import sys
 import threading
@@ -394,13 +395,15 @@ class InterfaceCheck:
         )
 
 
-def run_mypy(checks_dir: Path, root: Path, python: Path, cache_dir: Path, timeout: float) -> (
-    Completed
-):  # fmt: skip
+def run_mypy(checks_dir: Path, root: Path, python: Path, cache_dir: Path, timeout: float,
+             *, background: bool = False) -> Completed:  # fmt: skip
     """mypy on the probe in ``root``, with our settings and ``python`` standing in for the
-    plugin environment's interpreter."""
+    plugin environment's interpreter.  ``background``: at a lower priority (``nice``),
+    so that work the run waits for gets the CPU first."""
+    nice = shutil.which("nice") if background else None
     return process.run(
         [
+            *([nice, "-n", "10"] if nice else []),
             sys.executable, "-m", "mypy",
             "--config-file", str(checks_dir / "mypy.ini"),
             "--python-executable", str(python),
@@ -430,7 +433,9 @@ def warm_mypy_cache(project: Path, site_packages: Path, checks_dir: Path, scratc
         scratch.mkdir(parents=True, exist_ok=True)
         (scratch / PROBE_FILE).write_text(template.split("from ${module}")[0], encoding="utf-8")
         python = python_stand_in(scratch, site_packages)
-        done = run_mypy(checks_dir, scratch, python, cache_dir, timeout)
+        # Ahead of need (the interface check runs last): the base's bytecode, the
+        # build, the checks that come first take precedence.
+        done = run_mypy(checks_dir, scratch, python, cache_dir, timeout, background=True)
         if not seeded and done.returncode == 0 and not done.timed_out:
             publish_mypy_seed(cache_dir)
 
