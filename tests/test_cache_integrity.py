@@ -8,7 +8,9 @@ import base64
 import hashlib
 import io
 import os
+import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -108,6 +110,53 @@ def test_running_the_environment_outside_the_jail_writes_no_bytecode(cached: Cac
                    check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
     assert integrity.verify(env.root) is None
     assert environment_for(cached.wheel, cached.cache).reused
+
+
+def test_pygments_on_demand_modules_get_no_bytecode_and_pytest_needs_none(
+    cached: Cached, tmp_path: Path
+) -> None:
+    """Where there is a jail, a base leaves pygments' lexers, styles and formatters
+    uncompiled but for those pytest imports: a failing test's report, highlighted
+    (what imports the most of pygments), run where bytecode may be written, writes none
+    for pygments."""
+    env = environment_for(cached.wheel, cached.cache)
+    pygments = env.site_packages / "pygments"
+    lexers = {p.name.split(".")[0] for p in (pygments / "lexers" / "__pycache__").glob("*.pyc")}
+    assert lexers == {"__init__", "_mapping", "diff", "python"}
+    before = sorted(pygments.rglob("*.pyc"))
+    test = "def test_it():\n    assert [1, {'a': 2}] == [1, {'a': 3}]\n"
+    (tmp_path / "test_fails.py").write_text(test)
+    done = subprocess.run(
+        [str(env.python), "-m", "pytest", "-p", "no:cacheprovider", "--color=yes",
+         "--code-highlight=yes", "-vv", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+    )  # fmt: skip
+    assert done.returncode == 1 and "\x1b[" in done.stdout  # failed, and in colour
+    assert sorted(pygments.rglob("*.pyc")) == before
+
+
+def test_without_a_jail_every_module_is_compiled(tmp_path: Path) -> None:
+    """No bubblewrap on PATH (a real probe, in a fresh process): pygments' on-demand
+    modules too, since a Python run unjailed there would write their bytecode."""
+    site = tmp_path / "site" / "pygments" / "lexers"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")
+    (site / "rust.py").write_text("NAME = 'rust'\n")
+    no_bwrap = tmp_path / "bin"
+    no_bwrap.mkdir()
+    for tool in ("strace", "cp", "rm"):  # what else the run may ask PATH for
+        found = shutil.which(tool)
+        if found:
+            (no_bwrap / tool).symlink_to(found)
+    code = ("import sys; from pathlib import Path; "
+            "from aitbc.plugin_toolkit.certify.integrity import compile_bytecode; "
+            "from aitbc.plugins.sandbox.jail import isolation; "
+            "assert not isolation().jailed; compile_bytecode(Path(sys.argv[1]), 60)")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], check=True,
+                   env={**os.environ, "PATH": str(no_bwrap)})  # fmt: skip
+    assert [p.name.split(".")[0] for p in (site / "__pycache__").glob("*.pyc")] != []
+    assert any(p.name.startswith("rust.") for p in (site / "__pycache__").glob("*.pyc"))
 
 
 def _sdk_module(site: Path) -> Path:
