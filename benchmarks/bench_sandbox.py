@@ -24,14 +24,15 @@ from aitbc.plugins.process import run
 from aitbc.plugins.sandbox import Limits, run_conformance
 from aitbc.plugins.sandbox.jail import interpreter_paths, isolation, run_observed
 from build import ProjectBuilder
-from pyproject_hooks import default_subprocess_runner
+from pyproject_hooks import quiet_subprocess_runner
 
 Phase = Callable[[bool, Path], None]  # (in the sandbox?, a fresh scratch folder)
 
 
 def _bare_hook(cmd: Sequence[str], cwd: str | None = None,
                extra_environ: Mapping[str, str] | None = None) -> None:  # fmt: skip
-    default_subprocess_runner(cmd, cwd, {**build_environment(), **(extra_environ or {})})
+    # Output captured, as the jailed side's is (and kept off the benchmark's table).
+    quiet_subprocess_runner(cmd, cwd, {**build_environment(), **(extra_environ or {})})
 
 
 def _phases(folder: Path) -> dict[str, Phase]:
