@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import _proc
-from aitbc.plugin_toolkit.certify.environment import pack_sdk_wheel
 from aitbc.plugin_toolkit.certify.osv import OsvServer, load_index
+from aitbc.plugin_toolkit.certify.sdk_wheel import pack_sdk_wheel
 from aitbc.plugin_toolkit.cli.main import available_cpus
 from bench_cli import new_command
 

@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aitbc.plugin_toolkit.certify import bases, environment, integrity
+from aitbc.plugin_toolkit.certify import bases, environment, integrity, sdk_wheel
 from aitbc.plugin_toolkit.certify.build_env import build_environment_for
 from aitbc.plugin_toolkit.certify.environment import (
     environment_for,
-    pack_sdk_wheel,
-    sdk_wheel_bytes,
     site_packages_of,
     source_only_error,
 )
+from aitbc.plugin_toolkit.certify.sdk_wheel import pack_sdk_wheel, sdk_wheel_bytes
 from aitbc.plugin_toolkit.errors import ToolkitError
 
 pytestmark = pytest.mark.integration
@@ -69,9 +68,9 @@ def make_wheel(
 def sdk() -> Iterator[dict[str, bytes]]:
     """The SDK's files as they are now, for the whole module: the SDK is the working
     tree, which may change while the tests run, and with it every environment's key."""
-    snapshot = environment.sdk_files()
+    snapshot = sdk_wheel.sdk_files()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(environment, "sdk_files", lambda: dict(snapshot))
+        patch.setattr(sdk_wheel, "sdk_files", lambda: dict(snapshot))
         yield snapshot
 
 

@@ -1,7 +1,7 @@
 """The isolated environment the `lifecycle` and `tests` checks share.
 
-It holds the very SDK this toolkit runs (no index has it: we pack the installed
-`aitbc.plugins` into a wheel) and the plugin's wheel with its dependencies.  It is
+It holds the very SDK this toolkit runs (no index has it: sdk_wheel.py packs the
+installed `aitbc.plugins` into a wheel) and the plugin's wheel with its dependencies.  It is
 the dominant cost of a run, so it is made with uv when available and kept in the
 user cache, keyed by the two wheels' hashes: an unchanged plugin reuses it, once it
 is shown to hold exactly what it held when it was made (integrity.py).
@@ -14,29 +14,24 @@ files.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import io
 import os
 import re
 import shutil
 import sys
 import sysconfig
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
-import aitbc.plugins
 from aitbc.plugins.process import run
 from filelock import FileLock, Timeout
 
 from ..errors import ToolkitError
-from ..files import write_atomic
 from . import bases, integrity
+from .sdk_wheel import check_installed, checked_wheel, installed_difference
 
 # sysconfig's first call is not thread-safe (two threads at once, as the sdist's and the
 # wheel's builds are, can read None for a variable): it is made here, on import, once.
@@ -64,74 +59,6 @@ class IsolatedEnvironment:
     #: it since it was made ("lib/python3.12/site-packages/evil.pth added").  None when
     #: it was reused, or made for the first time.
     rebuilt_because: str | None = None
-
-
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-    return f"sha256={digest.decode()}"
-
-
-def sdk_files() -> dict[str, bytes]:
-    """The installed SDK's files (``aitbc/plugins/**``), as a wheel would hold them."""
-    package = Path(aitbc.plugins.__file__).parent
-    files = {}
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            files[f"aitbc/plugins/{path.relative_to(package).as_posix()}"] = path.read_bytes()
-    return files
-
-
-def sdk_wheel_bytes() -> tuple[str, bytes]:
-    """A wheel of the running SDK only (not the toolkit): its file name and its bytes,
-    made in memory from the installed files, the same bytes every time."""
-    dist = metadata.distribution("aitbc-plugins")
-    version = dist.version
-    info = f"aitbc_plugins-{version}.dist-info"
-    # Keep only the pytest plugin: the console script belongs to the toolkit, not the SDK.
-    pytest_plugins = [ep for ep in dist.entry_points if ep.group == "pytest11"]
-    entry_points = "".join(f"{ep.name} = {ep.value}\n" for ep in pytest_plugins)
-    meta_lines = [
-        line
-        for line in (dist.read_text("METADATA") or "").splitlines()
-        if not line.startswith("Provides-Extra") and "extra ==" not in line
-    ]
-    files = sdk_files()
-    files[f"{info}/METADATA"] = ("\n".join(meta_lines) + "\n").encode()
-    files[f"{info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: aitbc-plugin\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    )
-    if entry_points:
-        files[f"{info}/entry_points.txt"] = f"[pytest11]\n{entry_points}".encode()
-    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
-    files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
-    content_id = hashlib.sha256(record.encode()).hexdigest()[:16]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            entry.external_attr = 0o644 << 16
-            archive.writestr(entry, data, zipfile.ZIP_DEFLATED)
-    return f"{content_id}/aitbc_plugins-{version}-py3-none-any.whl", buffer.getvalue()
-
-
-def pack_sdk_wheel(out_dir: Path) -> Path:
-    """The SDK's wheel in ``out_dir``, checked before each use: a cached file whose
-    sha256 is not that of the wheel the installed SDK makes (plugin code, in a run
-    without the jail, may have rewritten it) is replaced, atomically, before use."""
-    return _checked_sdk_wheel(out_dir)[0]
-
-
-def _checked_sdk_wheel(out_dir: Path) -> tuple[Path, bytes]:
-    name, data = sdk_wheel_bytes()
-    wheel = out_dir / name
-    try:
-        cached = hashlib.sha256(wheel.read_bytes()).digest()
-    except OSError:
-        cached = None  # absent (or not a file): written below
-    if cached != hashlib.sha256(data).digest():
-        wheel.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(wheel, data)
-    return wheel, data
 
 
 def uv_command() -> list[str] | None:
@@ -230,7 +157,7 @@ def environment_for(
     a copy of the *base* made for them (the SDK, the tools and the dependencies, with
     their bytecode) and only the plugin itself is installed into it: a copy is a tenth
     of a second, a fresh install and compile a second or more."""
-    sdk_wheel, sdk_bytes = _checked_sdk_wheel(cache_dir / "sdk-wheels")
+    sdk_wheel, sdk_bytes = checked_wheel(cache_dir / "sdk-wheels")
     key = _key(sdk_bytes, plugin_wheel.read_bytes())
     envs = cache_dir / "envs"
     envs.mkdir(parents=True, exist_ok=True)
@@ -280,7 +207,7 @@ def _create(root: Path, base: Base) -> list[Path] | None:
     run_step([*uv, "pip", "install", "--quiet", *UV_INSTALL, "--no-deps", "--python",
               str(root / "bin" / "python"), str(base.plugin_wheel)],
              "installing the plugin", base.timeout, root.parent)  # fmt: skip
-    _check_sdk(site_packages, base.sdk_bytes)
+    check_installed(site_packages, base.sdk_bytes)
     return [site_packages / name for name in modules]  # the copy's bytecode is valid
 
 
@@ -317,7 +244,7 @@ def prepare_base(
     requirements = bases.project_requirements(project)
     if requirements is None or uv_command() is None:
         return None
-    sdk_wheel, sdk_bytes = _checked_sdk_wheel(cache_dir / "sdk-wheels")
+    sdk_wheel, sdk_bytes = checked_wheel(cache_dir / "sdk-wheels")
     base = Base(cache_dir / "bases", sdk_wheel, sdk_bytes, project, reuse, timeout)
     with _base_made(base, requirements, when_installed) as made:
         return made
@@ -373,7 +300,7 @@ def _install(root: Path, base: Base, packages: list[str]) -> list[Path] | None:
         # uv installed the SDK from its cache, where a copy may have been changed through
         # a link an older toolkit made: if any file differs from the checked wheel's, the
         # SDK once more, from that wheel and not the cache (0.3 s, so only then).
-        if _sdk_difference(site_packages_of(root), base.sdk_bytes) is not None:
+        if installed_difference(site_packages_of(root), base.sdk_bytes) is not None:
             run_step([*uv, "pip", "install", "--quiet", *UV_INSTALL, "--no-deps", "--no-cache",
                       "--reinstall-package", "aitbc-plugins", "--python", str(python),
                       str(base.sdk_wheel)], what, timeout, where)  # fmt: skip
@@ -382,29 +309,7 @@ def _install(root: Path, base: Base, packages: list[str]) -> list[Path] | None:
                  timeout, where)  # fmt: skip
         run_step([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                   *PIP_INSTALL, *packages], what, timeout, where)  # fmt: skip
-    _check_sdk(site_packages_of(root), base.sdk_bytes)
-    return None
-
-
-def _check_sdk(site_packages: Path, sdk_wheel: bytes) -> None:
-    """The SDK installed is the one in its wheel, file for file (the checks rely on it)."""
-    differs = _sdk_difference(site_packages, sdk_wheel)
-    if differs is not None:
-        raise ToolkitError(f"the plugin environment holds a changed SDK: {differs} differs")
-
-
-def _sdk_difference(site_packages: Path, sdk_wheel: bytes) -> str | None:
-    """The first of the wheel's files (its package and its metadata: the entry points
-    say what pytest loads) that the installed SDK does not hold byte for byte; the
-    RECORD excepted, which the installer rewrites."""
-    with zipfile.ZipFile(io.BytesIO(sdk_wheel)) as archive:
-        for name in (n for n in archive.namelist() if not n.endswith(".dist-info/RECORD")):
-            try:
-                same = (site_packages / name).read_bytes() == archive.read(name)
-            except OSError:
-                same = False
-            if not same:
-                return name
+    check_installed(site_packages_of(root), base.sdk_bytes)
     return None
 
 
