@@ -38,22 +38,19 @@ import os
 import secrets
 import select
 import selectors
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, TypeAlias
 
-TREE_VARIABLE = "AITBC_PROCESS_TREE"
-REAP_S = 1.0  # how long ending a tree waits for the killed to die, to reap them
+from ._tree import LINUX, REAP_S, below, end_tree, process_table
+from ._tree import TREE_VARIABLE as TREE_VARIABLE  # a child's own token: public here
+
 DRAIN_S = 5.0  # after the kill, how long `run` may read what the pipes still hold; EOF
 # comes as soon as every writer is dead, so this only bounds an unkillable escapee
 _POLL_S = 0.02  # without a pidfd: how often `run` looks whether the child exited
-_ROUNDS = 50  # freezing rounds at most: each finds what forked before the last SIGSTOP
-_LINUX = sys.platform.startswith("linux")
 _PR_SET_CHILD_SUBREAPER = 36
 
 Wrap: TypeAlias = Callable[[list[str]], list[str]]
@@ -164,12 +161,12 @@ def kill_tree(pid: int, known: Iterable[int] | None = None, *, token: str | None
     """SIGKILL the process group ``pid`` leads, ``pid`` and its descendants, ``known``
     (pids seen earlier, perhaps orphaned since) and our descendants carrying ``token``;
     reap those that became our children (not ``pid``: its Popen does that)."""
-    _end_tree(pid, pid, token, known or ())
+    end_tree(pid, pid, token, known or ())
 
 
 def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid`` in /proc (Linux; elsewhere, none are known)."""
-    return sorted(_below([pid], _table()) - {pid})
+    return sorted(below([pid], process_table()) - {pid})
 
 
 # -- starting --------------------------------------------------------------------------
@@ -203,9 +200,9 @@ class Tree:
             # another's: neither signal that group nor follow its links; the token and
             # our own descendants still find what the tree left.
             if self.process.returncode is None:
-                _end_tree(pid, pid, self.token, known)
+                end_tree(pid, pid, self.token, known)
             else:
-                _end_tree(None, None, self.token, known)
+                end_tree(None, None, self.token, known)
 
     def exited(self) -> bool:
         """Whether the child exited, without reaping it (its pid stays ours)."""
@@ -235,7 +232,7 @@ def _become_subreaper() -> bool:
         if pid not in _subreaper:
             _subreaper[pid] = False
             with contextlib.suppress(OSError, AttributeError):
-                if _LINUX:
+                if LINUX:
                     one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
                     prctl = ctypes.CDLL(None, use_errno=True).prctl
                     _subreaper[pid] = prctl(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) == 0
@@ -248,7 +245,7 @@ def _exited(process: subprocess.Popen[bytes]) -> bool:
     session it leads) then stay ours, not reusable, until the tree is killed."""
     if process.returncode is not None:
         return True
-    if _LINUX:
+    if LINUX:
         with contextlib.suppress(ChildProcessError):  # reaped elsewhere: poll() says so
             flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
             return os.waitid(os.P_PID, process.pid, flags) is not None
@@ -266,7 +263,7 @@ class _Pipes:
         self.data, self.sent = memoryview(data or b""), 0
         self.exit_fd: int | None = None  # readable once the child exits: no polling
         with contextlib.suppress(OSError, AttributeError):  # pidfd: Linux 5.3+ only
-            self.exit_fd = os.pidfd_open(process.pid) if _LINUX else None
+            self.exit_fd = os.pidfd_open(process.pid) if LINUX else None
         if process.stdout is not None and process.stderr is not None:
             self.selector.register(process.stdout, selectors.EVENT_READ, "stdout")
             self.selector.register(process.stderr, selectors.EVENT_READ, "stderr")
@@ -329,138 +326,3 @@ class _Pipes:
     def text(self, name: str) -> str:
         decoded = self.output[name].decode("utf-8", "replace")
         return decoded.replace("\r\n", "\n").replace("\r", "\n")
-
-
-# -- ending ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Stat:
-    ppid: int
-    group: int
-    session: int
-    zombie: bool
-    started: int  # clock ticks after boot: tells a pid's reuse from its first owner
-
-
-def _stat(pid: int) -> _Stat | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:  # noqa: PTH123 - hot loop
-            fields = file.read().rpartition(b")")[2].split()  # the name may hold ")"
-        ppid, group, session, started = (int(fields[i]) for i in (1, 2, 3, 19))
-        return _Stat(ppid, group, session, fields[0] == b"Z", started)
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _table() -> dict[int, _Stat]:
-    try:
-        entries = os.listdir("/proc")  # noqa: PTH208 - names, not paths
-    except OSError:
-        return {}
-    table = {}
-    for entry in entries:
-        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
-            table[int(entry)] = stat
-    return table
-
-
-def _below(roots: Iterable[int], table: dict[int, _Stat]) -> set[int]:
-    """``roots`` and all their descendants."""
-    children: dict[int, list[int]] = {}
-    for pid, stat in table.items():
-        children.setdefault(stat.ppid, []).append(pid)
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
-
-
-def _carries(pid: int, token: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as file:  # noqa: PTH123 - hot loop
-            entries = file.read().split(b"\0")
-    except OSError:  # gone, or not ours to read
-        return False
-    prefix = TREE_VARIABLE.encode() + b"="
-    return any(e.startswith(prefix) and token in e[len(prefix) :].split(b":") for e in entries)
-
-
-def _members(
-    table: dict[int, _Stat], group: int | None, root: int | None, token: bytes | None
-) -> set[int]:
-    """The tree's processes, as far as /proc tells; only ever among our descendants,
-    apart from ``root`` itself and its descendants."""
-    ours = _below([os.getpid()], table) - {os.getpid()}
-    seeds = (
-        set()
-        if group is None
-        else {pid for pid in ours if group in (table[pid].group, table[pid].session)}
-    )
-    if token is not None:
-        seeds |= {pid for pid in ours if not table[pid].zombie and _carries(pid, token)}
-    if root is not None and root in table:
-        seeds.add(root)
-    return _below(seeds, table) - {os.getpid()}
-
-
-def _end_tree(group: int | None, root: int | None, token: str | None, known: Iterable[int]) -> None:
-    """Freeze the tree (SIGSTOP), in rounds until no one new is found, then SIGKILL it
-    and reap the orphans.  Frozen first: a process killed before its children are found
-    would orphan them, and a stopped one cannot fork or exit while we look."""
-    if not _LINUX or not os.path.isdir("/proc/self"):  # noqa: PTH112 - one call
-        if group is not None:
-            _send(group, signal.SIGKILL, group=True)
-        if root is not None:
-            _send(root, signal.SIGKILL)
-        return
-    marker = None if token is None else token.encode()
-    found: dict[int, int] = {}  # pid: start time
-    extra = set(known)
-    try:
-        for _ in range(_ROUNDS):
-            if group is not None:
-                _send(group, signal.SIGSTOP, group=True)
-            table = _table()
-            new = (_members(table, group, root, marker) | (extra & table.keys())) - found.keys()
-            if not new:
-                break
-            for pid in new:
-                _send(pid, signal.SIGSTOP)
-                found[pid] = table[pid].started
-    finally:  # never leave a stopped process behind, even when interrupted
-        for pid in found:
-            _send(pid, signal.SIGKILL)
-        if group is not None:
-            _send(group, signal.SIGKILL, group=True)
-    _reap(found, keep=root)
-
-
-def _send(pid: int, signum: int, *, group: bool = False) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        (os.killpg if group else os.kill)(pid, signum)
-
-
-def _reap(killed: dict[int, int], keep: int | None) -> None:
-    """Wait (briefly) for the killed to die and reap those that became our children, so
-    orphans do not pile up as zombies of this process.  ``keep``: its Popen reaps it."""
-    me = os.getpid()
-    pending = {pid: started for pid, started in killed.items() if pid != keep}
-    deadline = time.monotonic() + REAP_S
-    while pending:
-        for pid, started in list(pending.items()):
-            stat = _stat(pid)
-            if stat is None or stat.started != started:  # gone (the pid may be another's)
-                del pending[pid]
-            elif stat.ppid == me and stat.zombie:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                del pending[pid]
-            elif stat.ppid != me and stat.ppid not in killed:
-                del pending[pid]  # a live parent outside the tree reaps it, not us
-        if pending and time.monotonic() < deadline:
-            time.sleep(0.005)
-        else:
-            break
