@@ -22,9 +22,10 @@ from pathlib import Path
 import mypy.pyinfo
 import pytest
 from aitbc.plugin_toolkit.certify.base import CheckContext, Lazy
+from aitbc.plugin_toolkit.certify.checks._mypy import python_stand_in
 from aitbc.plugin_toolkit.certify.checks._site import search_dirs
 from aitbc.plugin_toolkit.certify.checks.audit import AuditCheck
-from aitbc.plugin_toolkit.certify.checks.interface import InterfaceCheck, python_stand_in
+from aitbc.plugin_toolkit.certify.checks.interface import InterfaceCheck
 from aitbc.plugin_toolkit.certify.distributions import plugin_info
 from aitbc.plugin_toolkit.certify.model import CheckStatus
 from aitbc.plugin_toolkit.certify.policy import load_policy

@@ -28,7 +28,7 @@ from .base import Check, CheckContext, CheckError, Lazy, PluginEnvironment
 from .behaviour import PHASE_CHECKS
 from .cache import AnswerCache, BuildCache, Durations, ResultCache, cache_root
 from .causes import Causes, blocked_by, name_once
-from .checks.interface import warm_mypy_cache
+from .checks._mypy import warm_mypy_cache
 from .distributions import BuildOutcome, build_distributions, plugin_info
 from .environment import environment_for, prepare_base, site_packages_of
 from .model import Artifact, CertificationReport, CheckResult, CheckStatus, Finding, Severity
